@@ -1,0 +1,81 @@
+"""create_app(): the Flask app factory. Builds the config, wires each resource, registers blueprints."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from flask import Flask, current_app, jsonify
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from jobs.queues import redis_connection
+
+from . import db, security
+from .config import Config
+from .http import make_session
+from .scenes import provider_for
+from .scenes.base import SceneProvider
+from .storage import AssetStorage, storage_from_url
+
+# Webhook and API bodies are small JSON documents; anything bigger is refused before it is read.
+MAX_CONTENT_LENGTH = 2 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Services:
+    """The process-wide resources of one app, built once in create_app()."""
+
+    config: Config
+    db: db.Database
+    storage: AssetStorage
+    redis: Redis
+    scene_provider: SceneProvider
+    http: requests.Session
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    if not isinstance(config, Config):
+        config = Config.load(config)
+    app = Flask(__name__)
+    app.config["CATALOG"] = config
+    app.config["SECRET_KEY"] = config.ensure_secret_key()
+    app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
+    app.config["TESTING"] = config.testing
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    security.configure(config.secret_key)
+
+    database = db.init_app(app)
+    app.extensions["catalog"] = Services(
+        config=config,
+        db=database,
+        storage=storage_from_url(config.storage_url),
+        redis=redis_connection(config.redis_url),
+        scene_provider=provider_for(config.scene_provider),
+        http=make_session(),
+    )
+
+    from webhooks import bp as webhooks_bp
+
+    app.register_blueprint(webhooks_bp)
+
+    @app.errorhandler(HTTPException)
+    def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        # One error shape for every machine caller: {"error": {"code", "message"}}.
+        response = jsonify(error={"code": exc.code, "message": exc.description})
+        response.status_code = exc.code or 500
+        return response
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        return {"status": "ok"}
+
+    return app
+
+
+def services() -> Services:
+    """The resources of the app in the current context (a request or a job)."""
+    return current_app.extensions["catalog"]

@@ -1,0 +1,245 @@
+"""The `catalog-service` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from .config import Config, ConfigError
+
+
+def _app():  # type: ignore[no-untyped-def]
+    from .app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(help="E-commerce catalog plugin: cutouts and lifestyle scenes for shop products.")
+def main() -> None:
+    pass
+
+
+@main.command()
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="product photo to use")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"),
+              show_default=True, help="where the folder store writes the results")
+def demo(image: Path | None, out_dir: Path) -> None:
+    """The whole path on one machine, no keys: a signed webhook in, cutout and scenes out in OUT."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(image=image, out_dir=out_dir, echo=click.echo))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web app under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    app = _app()
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("timeout", 30)
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return app
+
+    _Gunicorn().run()
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="stop when the queues are empty")
+@click.option("--queues", default="renders,pushes", show_default=True, help="comma-separated queue names")
+def worker(burst: bool, queues: str) -> None:
+    """An RQ worker on the render and push queues, with the cutout model loaded once."""
+    from jobs.queues import ALL_QUEUES
+    from jobs.worker import run_worker
+
+    names = tuple(name.strip() for name in queues.split(",") if name.strip())
+    unknown = set(names) - set(ALL_QUEUES)
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s): {', '.join(sorted(unknown))}", param_hint="--queues")
+    run_worker(_app(), names, burst=burst)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "output", type=click.Path(dir_okay=False, path_type=Path), help="output file (one input only)")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), help="directory for the outputs")
+@click.option("--white", is_flag=True, help="also write a white-background JPEG")
+@click.option("--max-side", default=None, type=click.IntRange(16, 8192), help="longest side of the output")
+@click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "webp"]))
+def cutout(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, white: bool,
+           max_side: int | None, fmt: str) -> None:
+    """Cut out local photos, loading the model once for the whole batch."""
+    from .imaging.cutout import CutoutOptions, encode_cutout, get_session, remove_background, white_variant
+    from .imaging.encode import encode
+    from .imaging.errors import ImageRejected
+
+    if output is not None and (len(inputs) > 1 or out_dir is not None):
+        raise click.UsageError("-o takes one input and no --out-dir; use --out-dir for several inputs")
+    config = Config.load()
+    options = CutoutOptions(max_side=max_side or config.cutout_max_side)
+    session = get_session(config.cutout_model, config.model_dir)
+    failed = 0
+    for path in inputs:
+        target = output or (out_dir or path.parent) / f"{path.stem}.cutout.{fmt}"
+        try:
+            result = remove_background(path.read_bytes(), session, options, max_pixels=config.max_pixels)
+        except ImageRejected as exc:
+            failed += 1
+            click.echo(f"{path}: {exc}", err=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(encode_cutout(result, fmt))
+        click.echo(f"{path} -> {target} ({result.image.width}x{result.image.height})")
+        if white:
+            white_path = target.with_name(f"{path.stem}.white.jpg")
+            white_path.write_bytes(encode(white_variant(result.product, options), "jpeg", quality=92))
+            click.echo(f"{path} -> {white_path}")
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def renders() -> None:
+    """Renders: one run of the pipeline for one product."""
+
+
+@renders.command("list")
+@click.option("--shop", "shop_id", type=int, help="only this shop")
+@click.option("--product", "product_id", help="only this product (the shop's product id)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def renders_list(shop_id: int | None, product_id: str | None, limit: int, as_json: bool) -> None:
+    """Renders with status, errors and assets, newest first."""
+    from .models import Product, Render
+
+    app = _app()
+    with app.app_context():
+        from .db import session
+
+        query = select(Render).join(Product).order_by(Render.id.desc()).limit(limit)
+        if shop_id is not None:
+            query = query.where(Render.shop_id == shop_id)
+        if product_id is not None:
+            query = query.where(Product.external_id == product_id)
+        rows = [render_summary(render) for render in session().scalars(query)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no renders")
+        return
+    click.echo(f"{'id':>5}  {'shop':>4}  {'product':<16} {'status':<10} {'assets':<40} error")
+    for row in rows:
+        assets = ", ".join(f"{a['kind']}{'/' + a['preset'] if a['preset'] else ''}" for a in row["assets"])
+        click.echo(f"{row['id']:>5}  {row['shop_id']:>4}  {row['product_id']:<16} {row['status']:<10} "
+                   f"{assets[:40]:<40} {row['error'] or ''}")
+
+
+def render_summary(render) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "id": render.id,
+        "shop_id": render.shop_id,
+        "product_id": render.product.external_id,
+        "status": render.status.value,
+        "trigger": render.trigger,
+        "error": render.last_error,
+        "created_at": render.created_at.isoformat(),
+        "assets": [
+            {"id": a.id, "kind": a.kind.value, "preset": a.preset, "width": a.width, "height": a.height,
+             "bytes": a.bytes, "storage_key": a.storage_key, "push_status": a.push_status.value}
+            for a in render.assets
+        ],
+    }
+
+
+@main.group()
+def models() -> None:
+    """The cutout model."""
+
+
+@models.command("install")
+def models_install() -> None:
+    """Put the offline cutout model (u2netp) where rembg finds it, without internet."""
+    from .model_install import ModelInstallError, install_offline_model
+
+    config = Config.load()
+    try:
+        path, installed = install_offline_model(config.model_dir)
+    except ModelInstallError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'installed' if installed else 'already installed'}: {path}")
+
+
+@main.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Run the migrations up to the newest revision."""
+    app = _app()
+    app.extensions["catalog_db"].upgrade()
+    click.echo(f"database at head: {app.extensions['catalog_db'].engine.url.render_as_string(hide_password=True)}")
+
+
+@main.group()
+def shops() -> None:
+    """Shops (tenants)."""
+
+
+@shops.command("add")
+@click.option("--platform", required=True, type=click.Choice(["shopify", "woocommerce", "generic", "folder"]))
+@click.option("--domain", required=True, help="the shop's domain, e.g. example.myshopify.com")
+@click.option("--name", default="", help="a display name")
+@click.option("--json", "as_json", is_flag=True, help='print {"id": ..., "api_key": ..., "webhook_secret": ...}')
+def shops_add(platform: str, domain: str, name: str, as_json: bool) -> None:
+    """Add a shop; prints its API key and webhook secret once."""
+    from .shops import ShopExists, create_shop
+
+    app = _app()
+    with app.app_context():
+        from .db import get_db
+
+        try:
+            with get_db().transaction() as session:
+                shop, api_key, secret = create_shop(session, platform=platform, domain=domain, name=name)
+        except ShopExists as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"id": shop.id, "api_key": api_key, "webhook_secret": secret}))
+    else:
+        click.echo(f"shop {shop.id} ({platform} {domain})\napi key: {api_key}\nwebhook secret: {secret}\n"
+                   "keep both: they are not shown again")
+
+
+@shops.command("list")
+def shops_list() -> None:
+    """All shops."""
+    from .models import Shop
+
+    app = _app()
+    with app.app_context():
+        from .db import session
+
+        for shop in session().scalars(select(Shop).order_by(Shop.id)):
+            click.echo(f"{shop.id:>4}  {shop.platform.value:<12} {shop.domain:<40} {'active' if shop.active else 'inactive'}")
+
+
+if __name__ == "__main__":
+    main()

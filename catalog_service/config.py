@@ -1,0 +1,183 @@
+"""Every setting of the service, read from CATALOG_* environment variables in one place.
+
+Nothing else in the tree reads the environment (the openai library reads OPENAI_API_KEY and
+OPENAI_BASE_URL itself). A test builds a Config from a mapping instead of the process environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def parse_bool(value: str) -> bool:
+    """Strict boolean: an unknown word is an error, not False."""
+    word = value.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {value!r} (use true/false)")
+
+
+def parse_int(value: str) -> int:
+    try:
+        return int(value.strip().replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"not a whole number: {value!r}") from None
+
+
+def parse_float(value: str) -> float:
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise ConfigError(f"not a number: {value!r}") from None
+
+
+# The OpenAI provider joins this list when it is built (issue 4); until then its key is not a reason to fail.
+SCENE_PROVIDERS = ("compositor",)
+
+# name -> (environment variable, parser, meaning). Defaults live on the dataclass fields.
+_ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "var_dir": ("CATALOG_VAR_DIR", str, "directory for the default database, assets, models and secret"),
+    "database_url": ("CATALOG_DATABASE_URL", str, "any SQLAlchemy URL; PostgreSQL in production"),
+    "redis_url": ("CATALOG_REDIS_URL", str, "Redis that carries RQ's queues"),
+    "storage_url": ("CATALOG_STORAGE_URL", str, "file://DIR (default) or s3://bucket/prefix"),
+    "scene_provider": ("CATALOG_SCENE_PROVIDER", str, "compositor or openai"),
+    "cutout_model": ("CATALOG_CUTOUT_MODEL", str, "any rembg model name"),
+    "model_dir": ("CATALOG_MODEL_DIR", str, "where rembg models live (exported to rembg as U2NET_HOME)"),
+    "secret_key": ("CATALOG_SECRET_KEY", str, "sessions, login links, token encryption"),
+    "public_url": ("CATALOG_PUBLIC_URL", str, "base URL for links in pushed assets and the UI"),
+    "allow_private_urls": ("CATALOG_ALLOW_PRIVATE_URLS", parse_bool, "allow fetching from private addresses"),
+    "max_pixels": ("CATALOG_MAX_PIXELS", parse_int, "largest source image accepted, in pixels"),
+    "max_source_bytes": ("CATALOG_MAX_SOURCE_BYTES", parse_int, "largest source download, in bytes"),
+    "fetch_connect_timeout_s": ("CATALOG_FETCH_CONNECT_TIMEOUT_S", parse_float, "connect timeout for fetches"),
+    "fetch_read_timeout_s": ("CATALOG_FETCH_READ_TIMEOUT_S", parse_float, "read timeout for fetches"),
+    "cutout_max_side": ("CATALOG_CUTOUT_MAX_SIDE", parse_int, "longest side of a cutout, in pixels"),
+    "scene_size": ("CATALOG_SCENE_SIZE", str, "size of offline scenes, WIDTHxHEIGHT"),
+    "render_timeout_s": ("CATALOG_RENDER_TIMEOUT_S", parse_int, "RQ timeout of one render job"),
+    "push_timeout_s": ("CATALOG_PUSH_TIMEOUT_S", parse_int, "RQ timeout of one push job"),
+    "folder_store_dir": ("CATALOG_FOLDER_STORE_DIR", str, "where the folder store writes shop files"),
+    "log_level": ("CATALOG_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+@dataclasses.dataclass
+class Config:
+    """The settings of one process. Build it with `Config.load()`."""
+
+    var_dir: str = "var"
+    database_url: str = ""  # default derived from var_dir
+    redis_url: str = "redis://localhost:6379/0"
+    storage_url: str = ""  # default derived from var_dir
+    scene_provider: str = ""  # default: openai when OPENAI_API_KEY is set, else compositor
+    cutout_model: str = "u2netp"
+    model_dir: str = ""  # default derived from var_dir
+    secret_key: str = ""  # default: generated into var_dir on first run
+    public_url: str = "http://localhost:8000"
+    allow_private_urls: bool = False
+    max_pixels: int = 50_000_000
+    max_source_bytes: int = 40 * 1024 * 1024
+    fetch_connect_timeout_s: float = 5.0
+    fetch_read_timeout_s: float = 20.0
+    cutout_max_side: int = 2048
+    scene_size: str = "1536x1024"
+    render_timeout_s: int = 600
+    push_timeout_s: int = 300
+    folder_store_dir: str = ""  # default derived from var_dir
+    log_level: str = "INFO"
+    testing: bool = False
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Environment first, then `overrides` (a test's mapping), then derived defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (var, parse, _meaning) in _ENV.items():
+            if var in env:
+                try:
+                    values[name] = parse(env[var])
+                except ConfigError as exc:
+                    raise ConfigError(f"{var}: {exc}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key, value in (overrides or {}).items():
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r}")
+            values[key] = value
+        config = cls(**values)
+        config._derive(openai_key_set=bool(env.get("OPENAI_API_KEY")))
+        config.validate()
+        return config
+
+    def _derive(self, openai_key_set: bool) -> None:
+        var = Path(self.var_dir)
+        if not self.database_url:
+            self.database_url = f"sqlite:///{var / 'catalog.db'}"
+        if not self.storage_url:
+            self.storage_url = f"file://{var / 'assets'}"
+        if not self.model_dir:
+            self.model_dir = str(var / "models")
+        if not self.folder_store_dir:
+            self.folder_store_dir = str(var / "store")
+        if not self.scene_provider:
+            self.scene_provider = "openai" if openai_key_set and "openai" in SCENE_PROVIDERS else "compositor"
+
+    def validate(self) -> None:
+        """Seam names and limits are checked at startup, not at the first job."""
+        if self.scene_provider not in SCENE_PROVIDERS:
+            raise ConfigError(
+                f"CATALOG_SCENE_PROVIDER must be one of {', '.join(SCENE_PROVIDERS)}, "
+                f"not {self.scene_provider!r}"
+            )
+        if not (self.storage_url.startswith("file://") or self.storage_url.startswith("s3://")):
+            raise ConfigError("CATALOG_STORAGE_URL must start with file:// or s3://")
+        if self.max_pixels < 1 or self.max_source_bytes < 1 or self.cutout_max_side < 16:
+            raise ConfigError("size limits must be positive (cutout_max_side at least 16)")
+        self.scene_dimensions()  # raises on a malformed size
+
+    def scene_dimensions(self) -> tuple[int, int]:
+        try:
+            width, height = (int(part) for part in self.scene_size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"CATALOG_SCENE_SIZE must look like 1536x1024, not {self.scene_size!r}") from None
+        if not (64 <= width <= 4096 and 64 <= height <= 4096):
+            raise ConfigError("CATALOG_SCENE_SIZE sides must be between 64 and 4096")
+        return width, height
+
+    def ensure_secret_key(self) -> str:
+        """The configured secret, or one generated once into var_dir and reused after."""
+        if self.secret_key:
+            return self.secret_key
+        path = Path(self.var_dir) / "secret_key"
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48)
+            # O_EXCL: two processes starting at once must not write two different keys.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                self.secret_key = path.read_text().strip()
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(key)
+                self.secret_key = key
+        return self.secret_key
+
+    @staticmethod
+    def describe() -> list[tuple[str, str]]:
+        """(variable, meaning) for every setting, for the README and --help."""
+        return [(var, meaning) for var, _parse, meaning in _ENV.values()]

@@ -1,0 +1,169 @@
+"""`catalog-service demo`: one product through the real path on this machine, no keys, no internet.
+
+A loopback HTTP server plays the shop's image host; a signed generic webhook goes into the app; the
+render and push jobs run on RQ when Redis answers (in-process otherwise); the folder store is the shop.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from .config import Config
+from .imaging.load import sniff_format
+from .models import Platform, Render, Shop
+from .security import hmac_sha256
+
+SAMPLES = Path(__file__).parent / "samples"
+DEMO_DOMAIN = "demo.catalog.local"
+REFERENCE_SAMPLE = SAMPLES / "reference-kitchen.jpg"
+
+
+def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] = print) -> int:
+    """Run the demo; returns the process exit code."""
+    from .app import create_app
+    from .model_install import install_offline_model
+
+    started = time.perf_counter()
+    photo = (image or SAMPLES / "coffee.png").read_bytes()
+    if sniff_format(photo) is None:
+        echo(f"{image} is not an image we can read")
+        return 2
+    out_dir = out_dir.resolve()
+    # The demo's own image host is on loopback, so the demo alone may fetch from private addresses.
+    config = Config.load({"allow_private_urls": True, "folder_store_dir": str(out_dir), "log_level": "WARNING"})
+    path, installed = install_offline_model(config.model_dir)
+    if installed:
+        echo(f"installed the cutout model at {path}")
+    app = create_app(config)
+    app.extensions["catalog_db"].upgrade()
+
+    with app.app_context():
+        from .app import services
+
+        svc = services()
+        shop_id, secret = _demo_shop(svc)
+        with _serve_bytes(photo) as photo_url:
+            body = json.dumps({
+                "event": "product.created",
+                "product": {
+                    "id": "demo-espresso-cup" if image is None else f"demo-{image.stem}"[:64],
+                    "title": "Espresso cup and saucer" if image is None else image.stem,
+                    "description": "<p>Porcelain espresso cup with saucer and spoon.</p>",
+                    "product_type": "Kitchen", "vendor": "Demo Roasters", "tags": ["coffee", "porcelain"],
+                    # A fresh query string per run makes the demo render again instead of answering "unchanged".
+                    "images": [{"id": 1, "src": f"{photo_url}?run={uuid.uuid4().hex[:8]}", "alt": "product photo"}],
+                },
+            }).encode()
+            response = app.test_client().post(
+                f"/webhooks/generic/{shop_id}", data=body, content_type="application/json",
+                headers={"X-Catalog-Signature": "sha256=" + hmac_sha256(secret, body).hex(),
+                         "X-Catalog-Delivery-Id": uuid.uuid4().hex},
+            )
+            answer = response.get_json()
+            echo(f"webhook answered {response.status_code}: {answer.get('outcome')} (render {answer.get('render_id')})")
+            if response.status_code != 200 or not answer.get("render_id"):
+                echo(f"the webhook was not accepted: {answer}")
+                return 1
+            render_id = answer["render_id"]
+            _run_jobs(app, svc, render_id, queued=bool(answer.get("queued")), echo=echo)
+
+        render = svc.db.session().get(Render, render_id)
+        assert render is not None
+        _print_table(render, out_dir, echo)
+        echo(f"status: {render.status.value}; total {time.perf_counter() - started:.1f} s; files in {out_dir}")
+        return 0 if render.status.value in ("succeeded", "partial") else 1
+
+
+def _demo_shop(svc) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """The demo shop, created on first run, with a reference photo for the reference scene."""
+    from .shops import create_shop
+
+    with svc.db.transaction() as session:
+        shop = session.scalar(select(Shop).where(Shop.platform == Platform.GENERIC, Shop.domain == DEMO_DOMAIN))
+        if shop is None:
+            shop, _api_key, _secret = create_shop(session, platform="generic", domain=DEMO_DOMAIN, name="Demo shop")
+            if REFERENCE_SAMPLE.exists():
+                from .references import add_reference_image
+
+                add_reference_image(session, svc.storage, shop, REFERENCE_SAMPLE.read_bytes(), name="kitchen",
+                                    max_pixels=svc.config.max_pixels)
+        assert shop.webhook_secret is not None
+        return shop.id, shop.webhook_secret
+
+
+def _run_jobs(app, svc, render_id: int, *, queued: bool, echo: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
+    from jobs.push import push_render
+    from jobs.render import render_product
+    from jobs.worker import run_worker
+
+    if queued:
+        echo(f"Redis answers at {svc.config.redis_url}: running the jobs on RQ with a burst worker")
+        try:
+            run_worker(app, burst=True)
+            return
+        except RedisError as exc:
+            echo(f"Redis stopped answering ({exc}); running the rest in-process")
+    else:
+        echo(f"Redis does not answer at {svc.config.redis_url}: running the jobs in-process instead")
+    render_product(render_id)
+    push_render(render_id)
+
+
+def _print_table(render: Render, out_dir: Path, echo: Callable[[str], None]) -> None:
+    timings = render.timings or {}
+    rows = []
+    for asset in render.assets:
+        name = asset.kind.value + (f" {asset.preset}" if asset.preset else "")
+        stage = f"scene:{asset.preset}" if asset.preset else asset.kind.value
+        path = asset.external_url.removeprefix("file://") if asset.external_url else f"(not pushed: {asset.push_status.value})"
+        try:
+            path = str(Path(path).relative_to(Path.cwd()))
+        except ValueError:
+            pass
+        rows.append((name, f"{asset.width}x{asset.height}", f"{asset.bytes:,}", path,
+                     f"{timings.get(stage, 0) / 1000:.2f}"))
+    headers = ("asset", "size", "bytes", "path", "seconds")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in rows:
+        echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    for error in render.errors or []:
+        echo(f"scene {error['preset']} not made: {error['message']}")
+
+
+@contextmanager
+def _serve_bytes(data: bytes) -> Iterator[str]:
+    """A loopback HTTP server that answers every GET with `data`; yields its URL."""
+    content_type = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
+        sniff_format(data) or "", "application/octet-stream")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=functools.partial(server.serve_forever, poll_interval=0.1), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/product.{content_type.rsplit('/', 1)[-1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,233 @@
+"""The database: shops, their products and images, renders and what they made."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, TypeVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from .security import EncryptedText
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        str: String(255),
+    }
+
+
+class TimestampMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as the lowercase value in a plain string column: readable in SQL, no PostgreSQL enum type to migrate.
+    return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False, length=32)
+
+
+class Platform(str, enum.Enum):
+    SHOPIFY = "shopify"
+    WOOCOMMERCE = "woocommerce"
+    GENERIC = "generic"
+    FOLDER = "folder"
+
+
+class RenderStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # the cutout and some scenes were made, others failed
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in {RenderStatus.SUCCEEDED, RenderStatus.PARTIAL, RenderStatus.FAILED, RenderStatus.CANCELLED}
+
+
+class AssetKind(str, enum.Enum):
+    CUTOUT = "cutout"
+    WHITE = "white"
+    SCENE = "scene"
+
+
+class PushStatus(str, enum.Enum):
+    PENDING = "pending"
+    PUSHED = "pushed"
+    FAILED = "failed"
+    HELD = "held"  # review mode: waits for the merchant
+
+
+class Shop(TimestampMixin, Base):
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    domain: Mapped[str]
+    name: Mapped[str] = mapped_column(default="")
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(1024))
+    access_token: Mapped[str | None] = mapped_column(EncryptedText(2048))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    __table_args__ = (UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),)
+
+
+class Product(TimestampMixin, Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(64))  # the shop's own product id
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    product_type: Mapped[str] = mapped_column(default="")
+    vendor: Mapped[str] = mapped_column(default="")
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    deleted: Mapped[bool] = mapped_column(default=False)
+
+    images: Mapped[list[SourceImage]] = relationship(
+        back_populates="product", order_by="SourceImage.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (UniqueConstraint("shop_id", "external_id", name="uq_products_shop_external"),)
+
+
+class SourceImage(TimestampMixin, Base):
+    __tablename__ = "source_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(64), default="")
+    src: Mapped[str] = mapped_column(Text)
+    alt: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(default=0)
+
+    product: Mapped[Product] = relationship(back_populates="images")
+
+
+class Render(TimestampMixin, Base):
+    """One run of the pipeline for one product. Written before its job is enqueued."""
+
+    __tablename__ = "renders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    status: Mapped[RenderStatus] = mapped_column(_enum(RenderStatus), default=RenderStatus.QUEUED)
+    trigger: Mapped[str] = mapped_column(String(32), default="webhook")  # webhook | manual | demo
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # presets, prompt, cutout on/off
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    errors: Mapped[list[Any]] = mapped_column(default=list)  # per-scene failures: {"preset", "reason", "message"}
+    heartbeat_at: Mapped[dt.datetime | None]
+    next_attempt_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # stage -> milliseconds
+
+    product: Mapped[Product] = relationship()
+    assets: Mapped[list[Asset]] = relationship(back_populates="render", order_by="Asset.id")
+
+    __table_args__ = (Index("ix_renders_shop_status", "shop_id", "status"),)
+
+
+class Asset(TimestampMixin, Base):
+    """One output file of a render."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    render_id: Mapped[int] = mapped_column(ForeignKey("renders.id", ondelete="CASCADE"))
+    kind: Mapped[AssetKind] = mapped_column(_enum(AssetKind))
+    preset: Mapped[str] = mapped_column(String(64), default="")  # scene preset name; "" for cutouts
+    storage_key: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int]
+    height: Mapped[int]
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    push_status: Mapped[PushStatus] = mapped_column(_enum(PushStatus), default=PushStatus.PENDING)
+    push_attempts: Mapped[int] = mapped_column(default=0)
+    push_error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(255))  # the shop's id for it once pushed
+    external_url: Mapped[str | None] = mapped_column(Text)
+    pushed_at: Mapped[dt.datetime | None]
+
+    render: Mapped[Render] = relationship(back_populates="assets")
+
+    __table_args__ = (UniqueConstraint("render_id", "kind", "preset", name="uq_assets_render_kind_preset"),)
+
+
+class ReferenceImage(TimestampMixin, Base):
+    __tablename__ = "reference_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(default="")
+    storage_key: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int]
+    height: Mapped[int]
+
+
+class Delivery(Base):
+    """One received webhook. The unique key is what makes a retried delivery a no-op."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    delivery_key: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    product_external_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32), default="accepted")  # accepted | ignored | render
+    render_id: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("shop_id", "delivery_key", name="uq_deliveries_shop_key"),)
+
+
+class UsageRecord(Base):
+    """One priced call to a paid provider."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    render_id: Mapped[int | None] = mapped_column(ForeignKey("renders.id", ondelete="SET NULL"))
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[str] = mapped_column(String(16), default="")
+    input_text_tokens: Mapped[int] = mapped_column(default=0)
+    input_image_tokens: Mapped[int] = mapped_column(default=0)
+    output_tokens: Mapped[int] = mapped_column(default=0)
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_usage_shop_created", "shop_id", "created_at"),)
+
+
+M = TypeVar("M", Product, Render, Asset, ReferenceImage, SourceImage, Delivery, UsageRecord)
+
+
+def get_for_shop(session: Session, model: type[M], object_id: int, shop_id: int) -> M | None:
+    """A shop-owned row, or None when it does not exist or belongs to another shop."""
+    row = session.get(model, object_id)
+    if row is None or row.shop_id != shop_id:
+        return None
+    return row

@@ -1,0 +1,85 @@
+"""The SceneProvider seam: every scene provider takes a SceneRequest and returns a SceneResult."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+
+class ProviderError(RuntimeError):
+    """A scene could not be made. `retryable` says whether the same request may succeed later."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ProviderUnavailable(ProviderError):
+    """Transient: timeouts, rate limits, 5xx. The job may retry."""
+
+    retryable = True
+
+
+class SceneRefused(ProviderError):
+    """Permanent for this request: content policy, invalid input, budget."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductInfo:
+    """What the prompt and the compositor may know about the product."""
+
+    title: str = ""
+    description: str = ""
+    product_type: str = ""
+    vendor: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenePreset:
+    """A named scene: how it looks (style + prompt), its size and quality."""
+
+    name: str
+    style: str  # compositor: studio | surface | gradient | reference; openai: free prompt
+    prompt: str = ""
+    width: int = 1536
+    height: int = 1024
+    quality: str = "medium"
+    brand_color: str = "#3b6ea5"
+    surface: str = "marble"  # marble | wood, for the surface style
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneRequest:
+    """One scene to make: the cutout (RGBA PNG bytes), the merchant's reference images and a preset."""
+
+    cutout_png: bytes
+    preset: ScenePreset
+    product: ProductInfo = ProductInfo()
+    references: tuple[bytes, ...] = ()
+    shop_key: str = ""  # an opaque per-shop id (a hash), never a domain
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneResult:
+    """One made scene: encoded bytes plus what it cost."""
+
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    preset: str
+    provider: str
+    model: str = ""
+    cost_usd: float = 0.0
+    usage: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class SceneProvider(Protocol):
+    name: str
+
+    def generate(self, request: SceneRequest) -> SceneResult:
+        """Make one scene, or raise ProviderError."""
+        ...

@@ -1,0 +1,150 @@
+"""marshmallow schemas: shop settings, and the normalised product event every webhook becomes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+PRESET_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,47}$", error="Use lowercase letters, digits and dashes.")
+
+
+class CutoutSettingsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    enabled = fields.Boolean(load_default=True)
+    white = fields.Boolean(load_default=True, metadata={"description": "also make a white-background JPEG"})
+    padding = fields.Float(load_default=0.05, validate=validate.Range(0, 0.5))
+    square = fields.Boolean(load_default=False)
+    max_side = fields.Integer(load_default=2048, validate=validate.Range(256, 4096))
+    format = fields.String(load_default="png", validate=validate.OneOf(["png", "webp"]))
+
+
+class SettingsSchema(Schema):
+    """A shop's settings. Every key has a default; unknown keys are refused."""
+
+    class Meta:
+        unknown = RAISE
+
+    auto_generate = fields.Boolean(load_default=True, metadata={"description": "render new products at once"})
+    on_update = fields.String(
+        load_default="new_images",
+        validate=validate.OneOf(["new_images", "ignore"]),
+        metadata={"description": "render again when a product's images change, or never"},
+    )
+    cutout = fields.Nested(CutoutSettingsSchema, load_default=lambda: CutoutSettingsSchema().load({}))
+    scene_presets = fields.List(
+        fields.String(validate=PRESET_NAME),
+        load_default=lambda: ["studio", "marble-counter", "brand-gradient", "reference"],
+        validate=validate.Length(max=8),
+    )
+    brand_color = fields.String(load_default="#3b6ea5", validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
+    provider = fields.String(load_default="", validate=validate.OneOf(["", "compositor", "openai"]))
+    publish_mode = fields.String(load_default="auto", validate=validate.OneOf(["auto", "review"]))
+    alt_template = fields.String(load_default="{title} ({kind})", validate=validate.Length(max=200))
+
+
+def settings_with_defaults(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A shop's stored settings merged over the defaults, validated."""
+    return SettingsSchema().load(stored or {})
+
+
+def default_settings() -> dict[str, Any]:
+    return SettingsSchema().load({})
+
+
+# The normalised event: what every platform's webhook becomes before intake sees it.
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRef:
+    external_id: str
+    src: str
+    alt: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductEvent:
+    """A product was created, updated or deleted in a shop."""
+
+    action: str  # create | update | delete
+    product_id: str
+    title: str = ""
+    description: str = ""
+    product_type: str = ""
+    vendor: str = ""
+    tags: tuple[str, ...] = ()
+    images: tuple[ImageRef, ...] = ()
+
+
+class ImageRefSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Raw(load_default="", metadata={"description": "the shop's id for the image"})
+    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
+    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
+
+
+class GenericProductSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Raw(required=True)
+    title = fields.String(load_default="", validate=validate.Length(max=1000))
+    description = fields.String(load_default="", validate=validate.Length(max=100_000))
+    product_type = fields.String(load_default="", validate=validate.Length(max=255))
+    vendor = fields.String(load_default="", validate=validate.Length(max=255))
+    tags = fields.List(fields.String(validate=validate.Length(max=255)), load_default=list,
+                       validate=validate.Length(max=250))
+    images = fields.List(fields.Nested(ImageRefSchema), load_default=list, validate=validate.Length(max=50))
+
+    @validates_schema
+    def _check_id(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        product_id = data.get("id")
+        if isinstance(product_id, bool) or not isinstance(product_id, (int, str)) or not str(product_id).strip():
+            raise ValidationError("Must be a non-empty string or integer.", "id")
+        if len(str(product_id)) > 64:
+            raise ValidationError("Longer than 64 characters.", "id")
+
+
+class GenericEventSchema(Schema):
+    """The body of POST /webhooks/generic/<shop_id>."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    event = fields.String(
+        required=True, validate=validate.OneOf(["product.created", "product.updated", "product.deleted"])
+    )
+    product = fields.Nested(GenericProductSchema, required=True)
+
+
+GENERIC_ACTIONS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete"}
+
+
+def image_id(raw: Any, position: int) -> str:
+    """The shop's id for an image, or its position when the platform sends none."""
+    text = "" if raw is None else str(raw).strip()
+    return text[:64] if text else f"pos-{position}"
+
+
+def generic_event(body: Any) -> ProductEvent:
+    """Validate a generic webhook body and normalise it. Raises ValidationError with per-field messages."""
+    data = GenericEventSchema().load(body)
+    product = data["product"]
+    return ProductEvent(
+        action=GENERIC_ACTIONS[data["event"]],
+        product_id=str(product["id"]).strip(),
+        title=product["title"],
+        description=product["description"],
+        product_type=product["product_type"],
+        vendor=product["vendor"],
+        tags=tuple(product["tags"]),
+        images=tuple(
+            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
+            for i, image in enumerate(product["images"])
+        ),
+    )

@@ -1,0 +1,90 @@
+"""Secrets at rest and on the wire: HMAC checks, token encryption, API keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import String
+from sqlalchemy.types import TypeDecorator
+
+_fernet: Fernet | None = None
+
+
+def configure(secret_key: str) -> None:
+    """Derive the at-rest encryption key from the service secret. Called once by create_app()."""
+    global _fernet
+    digest = hashlib.sha256(b"catalog-service/token-encryption/" + secret_key.encode()).digest()
+    _fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+
+def _cipher() -> Fernet:
+    if _fernet is None:
+        raise RuntimeError("security.configure() has not been called: no key to encrypt secrets with")
+    return _fernet
+
+
+def encrypt(plain: str) -> str:
+    return _cipher().encrypt(plain.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _cipher().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise ValueError("a stored secret cannot be decrypted: CATALOG_SECRET_KEY has changed") from None
+
+
+class EncryptedText(TypeDecorator[str]):
+    """A column whose value is Fernet-encrypted in the database and plain in Python."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else decrypt(value)
+
+
+def hmac_sha256(secret: str | bytes, body: bytes) -> bytes:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, body, hashlib.sha256).digest()
+
+
+def verify_hex_signature(secret: str, body: bytes, header: str | None, prefix: str = "sha256=") -> bool:
+    """Constant-time check of a `sha256=<hex>` signature header."""
+    if not header or not header.startswith(prefix):
+        return False
+    expected = prefix + hmac_sha256(secret, body).hex()
+    return hmac.compare_digest(expected.encode(), header.strip().encode())
+
+
+def verify_base64_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """Constant-time check of a base64 HMAC-SHA256 header (Shopify, WooCommerce)."""
+    if not header:
+        return False
+    expected = base64.b64encode(hmac_sha256(secret, body))
+    return hmac.compare_digest(expected, header.strip().encode())
+
+
+def new_api_key() -> str:
+    return "cs_" + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    """API keys are stored as a SHA-256 hash only; the key itself is shown once."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def shop_key(shop_id: int, secret_key: str) -> str:
+    """An opaque, stable per-shop id for outside services (never the domain)."""
+    return hmac.new(secret_key.encode(), f"shop:{shop_id}".encode(), hashlib.sha256).hexdigest()[:32]

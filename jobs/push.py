@@ -1,0 +1,96 @@
+"""The push job: send a render's pending assets to its shop, each exactly once."""
+
+from __future__ import annotations
+
+import logging
+import string
+
+from rq import get_current_job
+
+from catalog_service.app import services
+from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
+from catalog_service.schemas import settings_with_defaults
+from catalog_service.stores import connector_for
+from catalog_service.stores.base import PushAsset, StoreError
+
+log = logging.getLogger(__name__)
+
+KIND_LABELS = {"cutout": "cutout", "white": "white background", "scene": "scene"}
+
+
+def push_render(render_id: int) -> None:
+    """RQ entry point for queue `pushes`."""
+    svc = services()
+    try:
+        _run(render_id)
+    finally:
+        svc.db.remove()
+
+
+def _run(render_id: int) -> None:
+    svc = services()
+    with svc.db.transaction() as session:
+        render = session.get(Render, render_id)
+        if render is None:
+            return
+        shop = session.get(Shop, render.shop_id)
+        assert shop is not None
+        connector = connector_for(shop, svc.config)
+        template = settings_with_defaults(shop.settings)["alt_template"]
+        product = render.product
+        pending = [
+            (asset.id, asset.storage_key, _describe(asset, product.external_id, product.title, template))
+            for asset in render.assets if asset.push_status == PushStatus.PENDING
+        ]
+        product_id = product.external_id
+    svc.db.remove()
+
+    for asset_id, storage_key, describe in pending:
+        try:
+            result = connector.push_asset(product_id, PushAsset(data=svc.storage.get(storage_key), **describe))
+        except StoreError as exc:
+            job = get_current_job()
+            retry = exc.retryable and job is not None and job.retries_left
+            _record(asset_id, error=str(exc), final=not retry)
+            if retry:
+                raise
+            continue
+        _record(asset_id, external_id=result.external_id, url=result.url)
+        log.info("render=%s asset=%s pushed external_id=%s created=%s", render_id, asset_id,
+                 result.external_id, result.created)
+
+
+def _describe(asset: Asset, product_id: str, title: str, template: str) -> dict[str, str]:
+    """Everything a PushAsset needs but the bytes, read while the row is at hand."""
+    suffix = f"-{asset.preset}" if asset.preset else ""
+    ext = asset.storage_key.rsplit(".", 1)[-1]
+    return {
+        # The content hash: the same bytes pushed twice to a product are recognised as one asset.
+        "key": asset.storage_key.rsplit("/", 1)[-1].split(".")[0],
+        "kind": asset.kind.value,
+        "filename": f"{product_id}-{asset.kind.value}{suffix}.{ext}",
+        "content_type": asset.content_type,
+        "alt": alt_text(template, title=title, kind=KIND_LABELS[asset.kind.value], preset=asset.preset),
+    }
+
+
+def alt_text(template: str, **values: str) -> str:
+    """Fill the shop's alt-text template; unknown placeholders are left out rather than failing a push."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return template.format_map({name: values.get(name, "") for name in fields}).strip()[:512]
+
+
+def _record(asset_id: int, *, external_id: str = "", url: str = "", error: str = "", final: bool = True) -> None:
+    svc = services()
+    with svc.db.transaction() as session:
+        asset = session.get(Asset, asset_id)
+        if asset is None:
+            return
+        asset.push_attempts += 1
+        if error:
+            asset.push_error = error
+            if final:
+                asset.push_status = PushStatus.FAILED
+        else:
+            asset.push_status, asset.push_error = PushStatus.PUSHED, None
+            asset.external_id, asset.external_url, asset.pushed_at = external_id, url, utcnow()

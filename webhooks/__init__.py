@@ -1,0 +1,7 @@
+"""Inbound webhooks: one module per platform, all on this blueprint."""
+
+from flask import Blueprint
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+from . import generic  # noqa: E402,F401  (registers its routes on bp)
