@@ -46,6 +46,7 @@ class CutoutOptions:
     padding: float = 0.05
     square: bool = False
     white_fill: float = 0.85  # the product's share of the white variant's frame, as marketplaces ask
+    white_min_side: int = 1000  # marketplaces want at least 1000 px for zoom; a small product is scaled up
 
     def __post_init__(self) -> None:
         if self.max_side < 16:
@@ -127,7 +128,7 @@ def remove_background(
 def white_variant(product: Image.Image, options: CutoutOptions = CutoutOptions()) -> Image.Image:
     """The product on pure #FFFFFF, centred on a square frame it fills to `white_fill`."""
     longest = max(product.size)
-    side = min(options.max_side, math.ceil(longest / options.white_fill))
+    side = min(options.max_side, max(options.white_min_side, math.ceil(longest / options.white_fill)))
     scale = side * options.white_fill / longest
     if abs(scale - 1) > 1e-3:
         size = (max(1, round(product.width * scale)), max(1, round(product.height * scale)))

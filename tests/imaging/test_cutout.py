@@ -137,3 +137,13 @@ def test_bad_bytes_are_rejected_before_the_model(model_session) -> None:
     """Not-an-image bytes give ImageRejected, not a crash."""
     with pytest.raises(ImageRejected):
         remove_background(b"<html>nope</html>", model_session)
+
+
+def test_small_product_white_variant_meets_the_marketplace_minimum() -> None:
+    """A 300 px product still gets a 1000 px white image, product at 85% of it."""
+    product = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(product).rectangle((0, 0, 299, 199), fill=(10, 120, 60, 255))
+    white = white_variant(product, CutoutOptions())
+    assert white.size == (1000, 1000)
+    green = np.nonzero((np.asarray(white) < 200).any(axis=2))
+    assert abs((green[1].max() - green[1].min() + 1) - 850) <= 2
