@@ -10,6 +10,7 @@ from typing import Any
 import requests
 from flask import Flask, current_app, jsonify
 from redis import Redis
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from jobs.queues import redis_connection
@@ -67,6 +68,14 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         # One error shape for every machine caller: {"error": {"code", "message"}}.
         response = jsonify(error={"code": exc.code, "message": exc.description})
         response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
+        # The database is down or not migrated: 503 tells a shop to deliver again later.
+        logging.getLogger("catalog_service").error("database error: %s", exc.__class__.__name__)
+        response = jsonify(error={"code": 503, "message": "The service cannot reach its database; retry later."})
+        response.status_code = 503
         return response
 
     @app.get("/healthz")

@@ -143,3 +143,15 @@ def test_redis_down_still_acknowledges_with_the_render_recorded(app, webhooks) -
     body = webhooks.send("product.created", PRODUCT).get_json()
     assert body["outcome"] == "render" and body["queued"] is False
     assert count(app, Render) == 1
+
+
+def test_database_unreachable_gives_503_so_the_shop_retries(app, client) -> None:
+    """With the database gone the webhook answers 503, never 500, and never 200."""
+    from catalog_service.db import Database
+
+    app.extensions["catalog_db"].engine.dispose()
+    broken = Database("postgresql+psycopg://postgres@127.0.0.1:1/gone?connect_timeout=1")
+    app.extensions["catalog_db"] = app.extensions["catalog"].db = broken
+    response = client.post("/webhooks/generic/1", data=b"{}", headers={"X-Catalog-Signature": "sha256=00"})
+    assert response.status_code == 503
+    assert "retry" in response.get_json()["error"]["message"]
