@@ -22,10 +22,6 @@ from .scenes import provider_for
 from .scenes.base import SceneProvider
 from .storage import AssetStorage, storage_from_url
 
-# Webhook and API bodies are small JSON documents; anything bigger is refused before it is read.
-MAX_CONTENT_LENGTH = 2 * 1024 * 1024
-
-
 @dataclasses.dataclass
 class Services:
     """The process-wide resources of one app, built once in create_app()."""
@@ -44,7 +40,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["CATALOG"] = config
     app.config["SECRET_KEY"] = config.ensure_secret_key()
-    app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
+    # Webhook and API bodies are JSON documents; anything bigger is refused (413) before it is read.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["TESTING"] = config.testing
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     security.configure(config.secret_key)

@@ -67,6 +67,9 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "push_timeout_s": ("CATALOG_PUSH_TIMEOUT_S", parse_int, "RQ timeout of one push job"),
     "folder_store_dir": ("CATALOG_FOLDER_STORE_DIR", str, "where the folder store writes shop files"),
     "log_level": ("CATALOG_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
+    "max_body_bytes": ("CATALOG_MAX_BODY_BYTES", parse_int, "largest webhook or API body accepted, in bytes"),
+    "shopify_api_key": ("CATALOG_SHOPIFY_API_KEY", str, "the Shopify app's client id"),
+    "shopify_api_secret": ("CATALOG_SHOPIFY_API_SECRET", str, "the Shopify app's client secret (signs webhooks)"),
 }
 
 
@@ -94,6 +97,9 @@ class Config:
     push_timeout_s: int = 300
     folder_store_dir: str = ""  # default derived from var_dir
     log_level: str = "INFO"
+    max_body_bytes: int = 5 * 1024 * 1024
+    shopify_api_key: str = ""
+    shopify_api_secret: str = ""
     testing: bool = False
 
     @classmethod
@@ -143,7 +149,7 @@ class Config:
             )
         if not (self.storage_url.startswith("file://") or self.storage_url.startswith("s3://")):
             raise ConfigError("CATALOG_STORAGE_URL must start with file:// or s3://")
-        if self.max_pixels < 1 or self.max_source_bytes < 1 or self.cutout_max_side < 16:
+        if self.max_pixels < 1 or self.max_source_bytes < 1 or self.max_body_bytes < 1 or self.cutout_max_side < 16:
             raise ConfigError("size limits must be positive (cutout_max_side at least 16)")
         self.scene_dimensions()  # raises on a malformed size
 

@@ -80,6 +80,8 @@ class Shop(TimestampMixin, Base):
     access_token: Mapped[str | None] = mapped_column(EncryptedText(2048))
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(default=True)
+    # Where the shop's API lives when it is not the platform's usual address (tests, staging).
+    api_base_url: Mapped[str | None] = mapped_column(String(512))
 
     __table_args__ = (UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),)
 

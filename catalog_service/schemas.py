@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, fields, validate
 
 PRESET_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,47}$", error="Use lowercase letters, digits and dashes.")
 
@@ -79,72 +79,17 @@ class ProductEvent:
     images: tuple[ImageRef, ...] = ()
 
 
-class ImageRefSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.Raw(load_default="", metadata={"description": "the shop's id for the image"})
-    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
-    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
-
-
-class GenericProductSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.Raw(required=True)
-    title = fields.String(load_default="", validate=validate.Length(max=1000))
-    description = fields.String(load_default="", validate=validate.Length(max=100_000))
-    product_type = fields.String(load_default="", validate=validate.Length(max=255))
-    vendor = fields.String(load_default="", validate=validate.Length(max=255))
-    tags = fields.List(fields.String(validate=validate.Length(max=255)), load_default=list,
-                       validate=validate.Length(max=250))
-    images = fields.List(fields.Nested(ImageRefSchema), load_default=list, validate=validate.Length(max=50))
-
-    @validates_schema
-    def _check_id(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        product_id = data.get("id")
-        if isinstance(product_id, bool) or not isinstance(product_id, (int, str)) or not str(product_id).strip():
-            raise ValidationError("Must be a non-empty string or integer.", "id")
-        if len(str(product_id)) > 64:
-            raise ValidationError("Longer than 64 characters.", "id")
-
-
-class GenericEventSchema(Schema):
-    """The body of POST /webhooks/generic/<shop_id>."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    event = fields.String(
-        required=True, validate=validate.OneOf(["product.created", "product.updated", "product.deleted"])
-    )
-    product = fields.Nested(GenericProductSchema, required=True)
-
-
-GENERIC_ACTIONS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete"}
-
-
 def image_id(raw: Any, position: int) -> str:
     """The shop's id for an image, or its position when the platform sends none."""
     text = "" if raw is None else str(raw).strip()
     return text[:64] if text else f"pos-{position}"
 
 
-def generic_event(body: Any) -> ProductEvent:
-    """Validate a generic webhook body and normalise it. Raises ValidationError with per-field messages."""
-    data = GenericEventSchema().load(body)
-    product = data["product"]
-    return ProductEvent(
-        action=GENERIC_ACTIONS[data["event"]],
-        product_id=str(product["id"]).strip(),
-        title=product["title"],
-        description=product["description"],
-        product_type=product["product_type"],
-        vendor=product["vendor"],
-        tags=tuple(product["tags"]),
-        images=tuple(
-            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
-            for i, image in enumerate(product["images"])
-        ),
-    )
+def product_id(raw: Any) -> str:
+    """A product id as we store it; raises ValueError for anything that is not a usable id."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ValueError("Must be a string or an integer.")
+    text = str(raw).strip()
+    if not text or len(text) > 64:
+        raise ValueError("Must be 1 to 64 characters.")
+    return text

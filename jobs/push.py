@@ -11,7 +11,7 @@ from catalog_service.app import services
 from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
 from catalog_service.schemas import settings_with_defaults
 from catalog_service.stores import connector_for
-from catalog_service.stores.base import PushAsset, StoreError
+from catalog_service.stores.base import PushAsset, StoreError, asset_filename
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,13 @@ def _run(render_id: int) -> None:
 
 def _describe(asset: Asset, product_id: str, title: str, template: str) -> dict[str, str]:
     """Everything a PushAsset needs but the bytes, read while the row is at hand."""
-    suffix = f"-{asset.preset}" if asset.preset else ""
     ext = asset.storage_key.rsplit(".", 1)[-1]
+    # The content hash: the same bytes pushed twice to a product are recognised as one asset.
+    key = asset.storage_key.rsplit("/", 1)[-1].split(".")[0]
     return {
-        # The content hash: the same bytes pushed twice to a product are recognised as one asset.
-        "key": asset.storage_key.rsplit("/", 1)[-1].split(".")[0],
+        "key": key,
         "kind": asset.kind.value,
-        "filename": f"{product_id}-{asset.kind.value}{suffix}.{ext}",
+        "filename": asset_filename(product_id, asset.kind.value, asset.preset, key, ext),
         "content_type": asset.content_type,
         "alt": alt_text(template, title=title, kind=KIND_LABELS[asset.kind.value], preset=asset.preset),
     }

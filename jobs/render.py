@@ -132,7 +132,10 @@ def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
     stored = [(made, svc.storage.put(made.data, ext=made.ext)) for made in result.assets]
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
-        assert render is not None
+        if render is None or render.status == RenderStatus.CANCELLED:
+            # The product was deleted or the app uninstalled while we worked: keep nothing.
+            log.info("render=%s cancelled while running; results dropped", render_id)
+            return
         existing = {(asset.kind, asset.preset): asset for asset in render.assets}
         for made, key in stored:
             # A re-run of the same render overwrites its rows instead of adding duplicates.
@@ -149,7 +152,8 @@ def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
         render.status = RenderStatus.PARTIAL if result.errors else RenderStatus.SUCCEEDED
         render.last_error = "; ".join(f"{e['preset']}: {e['message']}" for e in result.errors) or None
         render.finished_at = utcnow()
-    if publish_mode == "auto":
+        shop_active = render.product.deleted is False and session.get(Shop, render.shop_id).active
+    if publish_mode == "auto" and shop_active:
         enqueue_push(svc.redis, render_id, timeout_s=svc.config.push_timeout_s)
 
 

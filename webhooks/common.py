@@ -1,39 +1,107 @@
-"""What every platform's webhook view does after it has verified and parsed: intake, commit, enqueue."""
+"""What every platform's webhook view shares: body checks, and intake -> commit -> enqueue."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import abort, jsonify
+from flask import abort, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import SQLAlchemyError
+from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import BadRequest
 
 from catalog_service import intake
 from catalog_service.app import services
+from catalog_service.intake import IntakeResult
 from catalog_service.models import Shop
 from catalog_service.schemas import ProductEvent
 from jobs.queues import enqueue_render
 
 log = logging.getLogger(__name__)
 
+MAX_JSON_DEPTH = 64
+"""Deeper JSON than this is refused: no product payload nests that far, and recursion has a limit."""
+
+
+def require_content_type(*allowed: str) -> None:
+    """415 unless the request says it carries one of `allowed`."""
+    if request.mimetype not in allowed:
+        abort(415, f"Content-Type must be {' or '.join(allowed)}, not {request.mimetype or 'missing'}.")
+
+
+def json_body(body: bytes) -> Any:
+    """The parsed body, or 400 with a plain reason."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        abort(400, "The body is not valid JSON.")
+    if _depth(payload) > MAX_JSON_DEPTH:
+        abort(400, f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
+    return payload
+
+
+def invalid(exc: ValidationError, what: str) -> BadRequest:
+    """A 400 naming every field that failed, as marshmallow reported it."""
+    return BadRequest(f"The body does not match the {what} schema: {json.dumps(exc.messages, sort_keys=True)}")
+
+
+def body_key(body: bytes) -> str:
+    """A dedupe key from the body itself, for platforms that send no delivery id."""
+    return "body:" + hashlib.sha256(body).hexdigest()
+
 
 def accept_event(shop: Shop, event: ProductEvent, *, delivery_key: str, topic: str) -> ResponseReturnValue:
-    """Run intake in one transaction, enqueue after commit, answer the shop at once."""
+    """Run product intake in one transaction, enqueue after commit, answer the shop at once."""
+    return run_intake(
+        shop, delivery_key,
+        lambda session, row: intake.accept(session, row, event, delivery_key=delivery_key, topic=topic),
+    )
+
+
+def run_intake(shop: Shop, delivery_key: str, action: Callable[[Session, Shop], IntakeResult]) -> ResponseReturnValue:
+    """Run `action` in one transaction; 503 when the database fails, so the shop delivers again."""
     svc = services()
-    try:
-        with svc.db.transaction() as session:
-            shop = session.merge(shop, load=False) if shop not in session else shop
-            result = intake.accept(session, shop, event, delivery_key=delivery_key, topic=topic)
-    except SQLAlchemyError:
-        log.exception("shop=%s delivery=%s intake failed", shop.id, delivery_key)
-        # 503: nothing was written, and the shop will deliver again.
-        abort(503, "The service could not record this delivery; please retry.")
+    for attempt in (1, 2):
+        try:
+            with svc.db.transaction() as session:
+                result = action(session, session.get(Shop, shop.id) or shop)
+            break
+        except IntegrityError:
+            # Two deliveries raced to create the same product; the second sees it on a fresh try.
+            if attempt == 2:
+                log.exception("shop=%s delivery=%s intake conflict", shop.id, delivery_key)
+                abort(503, "The service could not record this delivery; please retry.")
+        except SQLAlchemyError:
+            log.exception("shop=%s delivery=%s intake failed", shop.id, delivery_key)
+            # Nothing was written, and the shop will deliver again.
+            abort(503, "The service could not record this delivery; please retry.")
     queued = None
     if result.render_id is not None:
         queued = enqueue_render(svc.redis, result.render_id, timeout_s=svc.config.render_timeout_s)
-    log.info("shop=%s delivery=%s topic=%s outcome=%s render=%s", shop.id, delivery_key, topic,
-             result.outcome, result.render_id)
-    body = {"outcome": result.outcome, "render_id": result.render_id, "reason": result.reason}
+    log.info("shop=%s delivery=%s outcome=%s render=%s", shop.id, delivery_key, result.outcome, result.render_id)
+    body: dict[str, Any] = {"outcome": result.outcome, "render_id": result.render_id, "reason": result.reason}
     if queued is not None:
         body["queued"] = queued
     return jsonify(body), 200
+
+
+def _depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deeply containers nest, counting no further than `limit`."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        if not children and not any(isinstance(item, (dict, list)) for item in level):
+            break
+        depth += 1
+        level = children
+    return depth

@@ -2,47 +2,100 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from flask import abort, request
 from flask.typing import ResponseReturnValue
-from marshmallow import ValidationError
-from werkzeug.exceptions import BadRequest
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
 from catalog_service.app import services
 from catalog_service.models import Platform, Shop
-from catalog_service.schemas import generic_event
+from catalog_service.schemas import ImageRef, ProductEvent, image_id, product_id
 from catalog_service.security import verify_hex_signature
 
 from . import bp
-from .common import accept_event
+from .common import accept_event, invalid, json_body, require_content_type
 
 SIGNATURE_HEADER = "X-Catalog-Signature"
 DELIVERY_HEADER = "X-Catalog-Delivery-Id"
+ACTIONS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete"}
+
+
+class ImageSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Raw(load_default=None, metadata={"description": "the shop's id for the image"})
+    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
+    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
+
+
+class ProductSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Raw(required=True)
+    title = fields.String(load_default="", validate=validate.Length(max=1000))
+    description = fields.String(load_default="", validate=validate.Length(max=100_000))
+    product_type = fields.String(load_default="", validate=validate.Length(max=255))
+    vendor = fields.String(load_default="", validate=validate.Length(max=255))
+    tags = fields.List(fields.String(validate=validate.Length(max=255)), load_default=list,
+                       validate=validate.Length(max=250))
+    images = fields.List(fields.Nested(ImageSchema), load_default=list, validate=validate.Length(max=50))
+
+    @validates("id")
+    def _check_id(self, value: Any, **_kwargs: Any) -> None:
+        try:
+            product_id(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class EventSchema(Schema):
+    """The body of POST /webhooks/generic/<shop_id>."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    event = fields.String(required=True, validate=validate.OneOf(sorted(ACTIONS)))
+    product = fields.Nested(ProductSchema, required=True)
+
+
+def parse_event(body: Any) -> ProductEvent:
+    """Validate a generic webhook body and normalise it. Raises ValidationError with per-field messages."""
+    data = EventSchema().load(body)
+    product = data["product"]
+    return ProductEvent(
+        action=ACTIONS[data["event"]],
+        product_id=product_id(product["id"]),
+        title=product["title"],
+        description=product["description"],
+        product_type=product["product_type"],
+        vendor=product["vendor"],
+        tags=tuple(product["tags"]),
+        images=tuple(
+            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
+            for i, image in enumerate(product["images"])
+        ),
+    )
 
 
 @bp.post("/generic/<int:shop_id>")
 def generic(shop_id: int) -> ResponseReturnValue:
     shop = services().db.session().get(Shop, shop_id)
-    if shop is None or shop.platform not in (Platform.GENERIC, Platform.FOLDER) or not shop.webhook_secret:
-        abort(404, "No shop with this id accepts generic webhooks.")
+    if shop is None or not shop.active or shop.platform not in (Platform.GENERIC, Platform.FOLDER) \
+            or not shop.webhook_secret:
+        abort(404, "No active shop with this id accepts generic webhooks.")
     body = request.get_data(cache=True)
     if not verify_hex_signature(shop.webhook_secret, body, request.headers.get(SIGNATURE_HEADER)):
         abort(401, f"{SIGNATURE_HEADER} does not match the body: sign the raw body with the shop's webhook secret.")
+    require_content_type("application/json")
     delivery_id = (request.headers.get(DELIVERY_HEADER) or "").strip()
     if not delivery_id or len(delivery_id) > 200:
         abort(400, f"{DELIVERY_HEADER} is required (a unique id per delivery, at most 200 characters).")
+    payload = json_body(body)
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        abort(400, "The body is not valid JSON.")
-    try:
-        event = generic_event(payload)
+        event = parse_event(payload)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid(exc, "generic webhook") from None
     return accept_event(shop, event, delivery_key=f"generic:{delivery_id}", topic=payload["event"])
-
-
-def _invalid(exc: ValidationError) -> BadRequest:
-    error = BadRequest("The body does not match the generic webhook schema: " + json.dumps(exc.messages))
-    return error

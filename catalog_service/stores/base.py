@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Protocol
 
 
@@ -67,3 +68,22 @@ class StoreConnector(Protocol):
     def existing_assets(self, product_id: str) -> dict[str, str]:
         """Our assets already on the product: our key -> the shop's id."""
         ...
+
+
+# Every file we push carries this marker in its name, so when the shop tells us about the product's
+# new images (Shopify and WooCommerce both send an update webhook after our own push) intake can tell
+# our images from the merchant's and never renders again because of its own output.
+_OUR_MARKER = re.compile(r"-cs[0-9a-f]{8}(?![0-9a-f])")
+
+
+def asset_filename(product_id: str, kind: str, preset: str, content_key: str, ext: str) -> str:
+    """The name a pushed asset has in the shop: readable, and marked as ours."""
+    suffix = f"-{preset}" if preset else ""
+    safe_product = re.sub(r"[^A-Za-z0-9_-]+", "-", product_id)[:40] or "product"
+    return f"{safe_product}-{kind}{suffix}-cs{content_key[:8]}.{ext}"
+
+
+def is_our_filename(url_or_name: str) -> bool:
+    """Whether an image URL or file name is one we pushed (the platform may add suffixes like -1 or _abc)."""
+    path = url_or_name.split("?", 1)[0].split("#", 1)[0]
+    return bool(_OUR_MARKER.search(path.rsplit("/", 1)[-1]))

@@ -120,9 +120,11 @@ def test_missing_delivery_id_is_400(webhooks) -> None:
     assert "X-Catalog-Delivery-Id" in response.get_json()["error"]["message"]
 
 
-def test_oversized_body_is_413(webhooks) -> None:
-    """A body over the limit is refused before it is parsed."""
-    response = webhooks.post(b"{" + b" " * (3 * 1024 * 1024) + b"}", delivery_id="big")
+def test_oversized_body_is_413(app, webhooks) -> None:
+    """A body over the limit (5 MB by default) is refused before it is parsed."""
+    cap = app.extensions["catalog"].config.max_body_bytes
+    assert cap == 5 * 1024 * 1024
+    response = webhooks.post(b"{" + b" " * cap + b"}", delivery_id="big")
     assert response.status_code == 413
 
 
