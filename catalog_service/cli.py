@@ -207,9 +207,13 @@ def shops() -> None:
 @click.option("--platform", required=True, type=click.Choice(["shopify", "woocommerce", "generic", "folder"]))
 @click.option("--domain", required=True, help="the shop's domain, e.g. example.myshopify.com")
 @click.option("--name", default="", help="a display name")
+@click.option("--access-token", default=None, help="the shop's API token (stored encrypted)")
+@click.option("--webhook-secret", default=None, help="the secret the shop signs webhooks with (default: a new one)")
+@click.option("--api-base-url", default=None, help="the shop's API at another address (tests, staging)")
 @click.option("--json", "as_json", is_flag=True, help='print {"id": ..., "api_key": ..., "webhook_secret": ...}')
-def shops_add(platform: str, domain: str, name: str, as_json: bool) -> None:
-    """Add a shop; prints its API key and webhook secret once."""
+def shops_add(platform: str, domain: str, name: str, access_token: str | None, webhook_secret: str | None,
+              api_base_url: str | None, as_json: bool) -> None:
+    """Add a shop; prints its API key (stored hashed) and webhook secret once."""
     from .shops import ShopExists, create_shop
 
     app = _app()
@@ -218,8 +222,11 @@ def shops_add(platform: str, domain: str, name: str, as_json: bool) -> None:
 
         try:
             with get_db().transaction() as session:
-                shop, api_key, secret = create_shop(session, platform=platform, domain=domain, name=name)
-        except ShopExists as exc:
+                shop, api_key, secret = create_shop(
+                    session, platform=platform, domain=domain, name=name, webhook_secret=webhook_secret,
+                    access_token=access_token, api_base_url=api_base_url,
+                )
+        except (ShopExists, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps({"id": shop.id, "api_key": api_key, "webhook_secret": secret}))

@@ -129,13 +129,14 @@ def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> Inta
         return IntakeResult("ignored", reason="the shop is not active")
     if not product.images:
         return IntakeResult("ignored", reason="the product has no images")
-    if event.action == "create" or is_new:
+    if not is_new and not images_changed:
+        # Also covers a second "create" for a product we already have: same photos, nothing new to make.
+        return IntakeResult("ignored", reason="the product's images did not change")
+    if is_new or event.action == "create":
         if not settings["auto_generate"]:
             return IntakeResult("ignored", reason="auto-generate is off")
     elif settings["on_update"] == "ignore":
         return IntakeResult("ignored", reason="updates are ignored by the shop's settings")
-    elif not images_changed:
-        return IntakeResult("ignored", reason="the product's images did not change")
     render = request_render(session, shop, product, trigger="webhook")
     return IntakeResult("render", render_id=render.id)
 

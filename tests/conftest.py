@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL_DIR = ROOT / "var" / "models"
 SECRET = "test-secret-key-not-for-production"
+SHOPIFY_SECRET = "shpss_test_client_secret"
 
 # Set by `make test` when PostgreSQL answers: the database tests then run on both backends.
 POSTGRES_URL = os.environ.get("CATALOG_TEST_POSTGRES_URL", "")
@@ -125,6 +126,7 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
         "folder_store_dir": str(tmp_path / "store"),
         "model_dir": str(MODEL_DIR),
         "secret_key": SECRET,
+        "shopify_api_secret": SHOPIFY_SECRET,
         "allow_private_urls": True,
         "testing": True,
         "log_level": "WARNING",

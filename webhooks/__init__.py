@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
-from . import generic  # noqa: E402,F401  (registers its routes on bp)
+from . import generic, shopify, woocommerce  # noqa: E402,F401  (each registers its routes on bp)

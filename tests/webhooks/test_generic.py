@@ -157,3 +157,40 @@ def test_database_unreachable_gives_503_so_the_shop_retries(app, client) -> None
     response = client.post("/webhooks/generic/1", data=b"{}", headers={"X-Catalog-Signature": "sha256=00"})
     assert response.status_code == 503
     assert "retry" in response.get_json()["error"]["message"]
+
+
+def set_settings(app, shop_id: int, **changes) -> None:  # type: ignore[no-untyped-def]
+    from catalog_service.models import Shop
+    from catalog_service.schemas import settings_with_defaults
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            row = session.get(Shop, shop_id)
+            row.settings = settings_with_defaults({**row.settings, **changes})
+
+
+def test_auto_generate_off_records_the_product_without_rendering(app, webhooks, shop) -> None:
+    """A shop that renders by hand only gets its products recorded."""
+    set_settings(app, shop[0], auto_generate=False)
+    body = webhooks.send("product.created", PRODUCT).get_json()
+    assert body["outcome"] == "ignored" and "auto-generate" in body["reason"]
+    assert count(app, Product) == 1 and count(app, Render) == 0
+
+
+def test_on_update_ignore_never_renders_for_updates(app, webhooks, shop) -> None:
+    """With on_update=ignore, even new photos on an existing product start nothing."""
+    webhooks.send("product.created", PRODUCT)
+    set_settings(app, shop[0], on_update="ignore")
+    new_photo = {**PRODUCT, "images": [{"id": 12, "src": "https://cdn.example.com/mug-2.jpg"}]}
+    assert webhooks.send("product.updated", new_photo).get_json()["outcome"] == "ignored"
+    assert count(app, Render) == 1
+
+
+def test_wrong_content_type_is_415(webhooks) -> None:
+    """A signed body sent as form data is refused with 415."""
+    body = json.dumps({"event": "product.created", "product": PRODUCT}).encode()
+    response = webhooks.client.post(
+        f"/webhooks/generic/{webhooks.shop_id}", data=body, content_type="text/plain",
+        headers={"X-Catalog-Signature": "sha256=" + __import__("hmac").new(
+            webhooks.secret.encode(), body, "sha256").hexdigest(), "X-Catalog-Delivery-Id": "ct"})
+    assert response.status_code == 415

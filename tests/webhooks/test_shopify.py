@@ -1,0 +1,233 @@
+"""POST /webhooks/shopify: signed by the app's secret, deduplicated on the event id, every topic."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog_service.models import Asset, AssetKind, Delivery, Product, Render, RenderStatus, Shop
+
+PAYLOAD = json.loads((Path(__file__).parent / "payloads" / "shopify_product.json").read_text())
+DOMAIN = "acme-apparel.myshopify.com"
+
+
+class Shopify:
+    """Sends webhooks the way Shopify does: base64 HMAC of the raw body, the standard headers."""
+
+    def __init__(self, client, secret: str) -> None:  # type: ignore[no-untyped-def]
+        self.client, self.secret = client, secret
+
+    def send(self, topic: str, payload: object, *, event_id: str | None = None, webhook_id: str | None = None,
+             domain: str = DOMAIN, body: bytes | None = None, signature: str | None = None,
+             content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+        body = json.dumps(payload).encode() if body is None else body
+        digest = hmac.new(self.secret.encode(), body, hashlib.sha256).digest()
+        headers = {
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Shop-Domain": domain,
+            "X-Shopify-API-Version": "2026-10",
+            "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
+            "X-Shopify-Triggered-At": "2026-11-25T10:00:00.000Z",
+            "X-Shopify-Hmac-Sha256": signature if signature is not None else base64.b64encode(digest).decode(),
+        }
+        if event_id is not None:
+            headers["X-Shopify-Event-Id"] = event_id
+        return self.client.post("/webhooks/shopify", data=body, headers=headers, content_type=content_type)
+
+
+@pytest.fixture
+def shopify(app, client, app_config):  # type: ignore[no-untyped-def]
+    from catalog_service.shops import create_shop
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            create_shop(session, platform="shopify", domain=DOMAIN, access_token="shpat_secret_token")
+    return Shopify(client, app_config["shopify_api_secret"])
+
+
+def rows(app, model) -> int:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return app.extensions["catalog_db"].session().scalar(select(func.count()).select_from(model))
+
+
+def test_product_create_is_parsed_from_the_rest_payload(app, shopify) -> None:
+    """The documented payload becomes a product: tags split, HTML kept, images with their ids."""
+    response = shopify.send("products/create", PAYLOAD, event_id="evt-1")
+    assert response.status_code == 200 and response.get_json()["outcome"] == "render"
+    with app.app_context():
+        product = app.extensions["catalog_db"].session().scalar(select(Product))
+        assert product.external_id == "788032119674292922"
+        assert product.tags == ["example", "mens", "t-shirt"]
+        assert product.vendor == "Acme" and product.product_type == "Shirts"
+        assert [(i.external_id, i.alt) for i in product.images] == [("40712392212604", "Front of the shirt")]
+
+
+def test_signature_must_match_the_exact_body(app, shopify) -> None:
+    """Good passes; bad, missing, or a body altered by one byte get 401 and write nothing."""
+    body = json.dumps(PAYLOAD).encode()
+    good = base64.b64encode(hmac.new(shopify.secret.encode(), body, hashlib.sha256).digest()).decode()
+    altered = body.replace(b"Example T-Shirt", b"Example T-Shirs")
+    assert shopify.send("products/create", None, body=altered, signature=good).status_code == 401
+    assert shopify.send("products/create", None, body=body, signature="").status_code == 401
+    assert shopify.send("products/create", None, body=body, signature="bm9wZQ==").status_code == 401
+    assert rows(app, Delivery) == 0
+    assert shopify.send("products/create", None, body=body, signature=good).status_code == 200
+
+
+def test_dedupe_prefers_the_event_id(app, shopify) -> None:
+    """Two subscriptions deliver one event under two webhook ids: one delivery row, one render."""
+    first = shopify.send("products/create", PAYLOAD, event_id="evt-7", webhook_id="wh-a")
+    second = shopify.send("products/create", PAYLOAD, event_id="evt-7", webhook_id="wh-b")
+    assert second.status_code == 200 and second.get_json()["outcome"] == "duplicate"
+    assert first.get_json()["outcome"] == "render"
+    assert rows(app, Delivery) == 1 and rows(app, Render) == 1
+
+
+def test_webhook_id_is_the_fallback_key(app, shopify) -> None:
+    """Without an event id, a retried delivery (same webhook id) is a duplicate."""
+    shopify.send("products/create", PAYLOAD, webhook_id="wh-1")
+    assert shopify.send("products/create", PAYLOAD, webhook_id="wh-1").get_json()["outcome"] == "duplicate"
+    assert rows(app, Render) == 1
+
+
+def test_our_own_pushed_media_does_not_render_again(app, shopify) -> None:
+    """After our push, Shopify sends products/update listing our files too: no new render (no loop)."""
+    shopify.send("products/create", PAYLOAD)
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        render = session.scalar(select(Render))
+        session.add(Asset(shop_id=render.shop_id, render_id=render.id, kind=AssetKind.CUTOUT, storage_key="k",
+                          content_type="image/png", width=1, height=1, bytes=1,
+                          external_id="40712399999999"))
+        session.commit()
+    updated = copy.deepcopy(PAYLOAD)
+    updated["images"].append({"id": 40712399999999, "alt": "cutout", "position": 2,
+                              "src": "https://cdn.shopify.com/s/files/1/0712/3456/files/x.png?v=2"})
+    updated["images"].append({"id": 40712400000000, "alt": "scene", "position": 3,
+                              "src": "https://cdn.shopify.com/s/files/1/0712/3456/files/788-scene-studio-cs1a2b3c4d_9f.jpg?v=3"})
+    response = shopify.send("products/update", updated)
+    assert response.get_json()["outcome"] == "ignored"
+    assert rows(app, Render) == 1
+    with app.app_context():
+        product = app.extensions["catalog_db"].session().scalar(select(Product))
+        assert len(product.images) == 1  # ours are not taken for the merchant's source photos
+
+
+def test_merchant_adding_a_photo_renders_again(app, shopify) -> None:
+    """A new photo of the merchant's is a reason to render."""
+    shopify.send("products/create", PAYLOAD)
+    updated = copy.deepcopy(PAYLOAD)
+    updated["images"].insert(0, {"id": 40712392299999, "alt": "", "position": 1,
+                                 "src": "https://cdn.shopify.com/s/files/1/0712/3456/files/tshirt-new.jpg?v=9"})
+    assert shopify.send("products/update", updated).get_json()["outcome"] == "render"
+
+
+def test_delete_cancels_queued_work(app, shopify) -> None:
+    """products/delete sends only the id; the product's queued render is cancelled."""
+    render_id = shopify.send("products/create", PAYLOAD).get_json()["render_id"]
+    response = shopify.send("products/delete", {"id": PAYLOAD["id"]})
+    assert response.get_json()["outcome"] == "deleted"
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert session.get(Render, render_id).status == RenderStatus.CANCELLED
+        assert session.scalar(select(Product)).deleted is True
+
+
+def test_uninstall_deactivates_the_shop_and_cancels_its_work(app, shopify) -> None:
+    """app/uninstalled: the shop goes inactive, its queued renders are cancelled, later product hooks get 404."""
+    render_id = shopify.send("products/create", PAYLOAD).get_json()["render_id"]
+    assert shopify.send("app/uninstalled", {"id": 1, "domain": DOMAIN}).get_json()["outcome"] == "deactivated"
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert session.scalar(select(Shop)).active is False
+        assert session.get(Render, render_id).status == RenderStatus.CANCELLED
+    assert shopify.send("products/create", PAYLOAD).status_code == 404
+
+
+@pytest.mark.parametrize("topic", ["customers/data_request", "customers/redact"])
+def test_customer_privacy_requests_are_answered(app, shopify, topic: str) -> None:
+    """We hold no customer data: the request is recorded and answered 200."""
+    payload = {"shop_id": 954889, "shop_domain": DOMAIN, "customer": {"id": 191167, "email": "john@example.com"},
+               "orders_requested": [299938], "data_request": {"id": 9999}}
+    response = shopify.send(topic, payload)
+    assert response.status_code == 200 and response.get_json()["outcome"] == "noted"
+    with app.app_context():
+        delivery = app.extensions["catalog_db"].session().scalar(select(Delivery))
+        assert delivery.topic == topic
+
+
+def test_shop_redact_deletes_rows_and_files(app, shopify) -> None:
+    """shop/redact removes the shop, its products, renders and stored files; a repeat is still 200."""
+    shopify.send("products/create", PAYLOAD)
+    storage = app.extensions["catalog"].storage
+    key = storage.put(b"\x89PNG fake asset bytes", ext="png")
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        render = session.scalar(select(Render))
+        session.add(Asset(shop_id=render.shop_id, render_id=render.id, kind=AssetKind.CUTOUT, storage_key=key,
+                          content_type="image/png", width=1, height=1, bytes=1))
+        session.commit()
+    response = shopify.send("shop/redact", {"shop_id": 954889, "shop_domain": DOMAIN})
+    assert response.status_code == 200 and response.get_json()["outcome"] == "redacted"
+    assert not storage.exists(key)
+    for model in (Shop, Product, Render, Asset, Delivery):
+        assert rows(app, model) == 0
+    assert shopify.send("shop/redact", {"shop_id": 954889, "shop_domain": DOMAIN}).status_code == 200
+
+
+def test_unknown_shop_gets_404_for_product_topics(shopify) -> None:
+    """A correctly signed delivery for a shop that never installed us is not found."""
+    assert shopify.send("products/create", PAYLOAD, domain="stranger.myshopify.com").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**PAYLOAD, "id": "not-a-number"}, "id"),
+        ({**PAYLOAD, "images": [{"id": 1, "src": "javascript:alert(1)"}]}, "src"),
+        ({**PAYLOAD, "tags": ["a", "b"]}, "tags"),
+        ([], "_schema"),
+    ],
+)
+def test_payload_failing_the_schema_is_400(app, shopify, payload: object, field: str) -> None:
+    """Signed but malformed: 400 naming the field, nothing written."""
+    response = shopify.send("products/create", payload)
+    assert response.status_code == 400
+    assert field in response.get_json()["error"]["message"]
+    assert rows(app, Delivery) == 0
+
+
+def test_wrong_content_type_is_415(shopify) -> None:
+    """A signed body that is not declared as JSON is refused."""
+    assert shopify.send("products/create", PAYLOAD, content_type="text/plain").status_code == 415
+
+
+def test_unsubscribed_topic_is_acknowledged(shopify) -> None:
+    """A topic we do not use is answered 200 so Shopify keeps the endpoint healthy."""
+    response = shopify.send("orders/create", {"id": 1})
+    assert response.status_code == 200 and response.get_json()["outcome"] == "ignored"
+
+
+def test_unset_app_secret_refuses_everything(app, shopify) -> None:
+    """Without CATALOG_SHOPIFY_API_SECRET nothing can be verified, so nothing is accepted."""
+    app.extensions["catalog"].config.shopify_api_secret = ""
+    response = shopify.send("products/create", PAYLOAD)
+    assert response.status_code == 401
+    assert "CATALOG_SHOPIFY_API_SECRET" in response.get_json()["error"]["message"]
+
+
+def test_access_token_is_encrypted_at_rest(app, shopify) -> None:
+    """The shop's token is not readable in the database."""
+    from sqlalchemy import text
+
+    with app.app_context():
+        raw = app.extensions["catalog_db"].session().execute(text("SELECT access_token FROM shops")).scalar()
+        assert raw and "shpat_secret_token" not in raw

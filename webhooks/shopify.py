@@ -1,0 +1,129 @@
+"""POST /webhooks/shopify: product, uninstall and privacy topics, signed with the app's client secret.
+
+Shopify sends the REST-shaped resource in every API version (`tags` a comma-and-space string,
+`images[]` with id/src/alt, `media[]` since 2024-07) and expects an answer within 5 seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, request
+from flask.typing import ResponseReturnValue
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from sqlalchemy import select
+
+from catalog_service import intake
+from catalog_service.app import services
+from catalog_service.intake import IntakeResult
+from catalog_service.models import Platform, Shop
+from catalog_service.schemas import ImageRef, ProductEvent, image_id
+from catalog_service.security import verify_base64_signature
+
+from . import bp
+from .common import accept_event, invalid, json_body, require_content_type, run_intake
+
+PRODUCT_TOPICS = {"products/create": "create", "products/update": "update", "products/delete": "delete"}
+PRIVACY_TOPICS = {"customers/data_request", "customers/redact", "shop/redact"}
+UNINSTALLED = "app/uninstalled"
+
+
+class ImageSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
+    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
+
+
+class ProductSchema(Schema):
+    """The REST product object as webhooks carry it; fields we do not use (variants, media, ...) pass."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    title = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
+    body_html = fields.String(load_default="", allow_none=True, validate=validate.Length(max=500_000))
+    vendor = fields.String(load_default="", allow_none=True, validate=validate.Length(max=255))
+    product_type = fields.String(load_default="", allow_none=True, validate=validate.Length(max=255))
+    tags = fields.String(load_default="", allow_none=True, validate=validate.Length(max=100_000))
+    images = fields.List(fields.Nested(ImageSchema), load_default=list, allow_none=True,
+                         validate=validate.Length(max=250))
+
+
+class DeletedSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+def parse_product(topic: str, payload: Any) -> ProductEvent:
+    """Normalise a products/* payload. Raises ValidationError with per-field messages."""
+    action = PRODUCT_TOPICS[topic]
+    if action == "delete":
+        return ProductEvent(action="delete", product_id=str(DeletedSchema().load(payload)["id"]))
+    data = ProductSchema().load(payload)
+    tags = tuple(tag.strip() for tag in (data["tags"] or "").split(",") if tag.strip())
+    return ProductEvent(
+        action=action,
+        product_id=str(data["id"]),
+        title=data["title"] or "",
+        description=data["body_html"] or "",
+        product_type=data["product_type"] or "",
+        vendor=data["vendor"] or "",
+        tags=tags[:250],
+        images=tuple(
+            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
+            for i, image in enumerate(data["images"] or [])
+        ),
+    )
+
+
+@bp.post("/shopify")
+def shopify() -> ResponseReturnValue:
+    svc = services()
+    body = request.get_data(cache=True)
+    secret = svc.config.shopify_api_secret
+    if not secret:
+        abort(401, "Shopify webhooks cannot be verified: CATALOG_SHOPIFY_API_SECRET is not set on this service.")
+    if not verify_base64_signature(secret, body, request.headers.get("X-Shopify-Hmac-Sha256")):
+        abort(401, "X-Shopify-Hmac-Sha256 does not match the body.")
+    require_content_type("application/json")
+    topic = (request.headers.get("X-Shopify-Topic") or "").strip()
+    domain = (request.headers.get("X-Shopify-Shop-Domain") or "").strip().lower()
+    # Several subscriptions to one topic share an event id; a retry of one delivery keeps its webhook id.
+    delivery_id = (request.headers.get("X-Shopify-Event-Id") or request.headers.get("X-Shopify-Webhook-Id") or "").strip()
+    if not topic or not domain:
+        abort(400, "X-Shopify-Topic and X-Shopify-Shop-Domain are required.")
+    if not delivery_id or len(delivery_id) > 200:
+        abort(400, "X-Shopify-Event-Id or X-Shopify-Webhook-Id is required.")
+    payload = json_body(body)
+    shop = svc.db.session().scalar(select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == domain))
+    delivery_key = f"shopify:{delivery_id}"
+
+    if topic in PRIVACY_TOPICS or topic == UNINSTALLED:
+        if shop is None:
+            # Authentic (the app's HMAC) and about a shop we hold nothing for: done.
+            return {"outcome": "ignored", "render_id": None, "reason": "no data is held for this shop"}, 200
+        if topic == "shop/redact":
+            return run_intake(shop, delivery_key, _redact)
+        return run_intake(shop, delivery_key, lambda session, row: intake.accept_shop_event(
+            session, row, delivery_key=delivery_key, topic=topic))
+
+    if shop is None or not shop.active:
+        abort(404, f"No active Shopify shop {domain} is installed.")
+    if topic not in PRODUCT_TOPICS:
+        return {"outcome": "ignored", "render_id": None, "reason": f"topic {topic} is not used"}, 200
+    try:
+        event = parse_product(topic, payload)
+    except ValidationError as exc:
+        raise invalid(exc, f"Shopify {topic}") from None
+    return accept_event(shop, event, delivery_key=delivery_key, topic=topic)
+
+
+def _redact(session, shop: Shop) -> IntakeResult:  # type: ignore[no-untyped-def]
+    removed = intake.redact_shop(session, services().storage, shop)
+    return IntakeResult("redacted", reason=f"the shop's data and {removed} stored file(s) were deleted")
