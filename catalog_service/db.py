@@ -72,7 +72,9 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # No pre-ping: it costs a round trip on every request. A connection the server dropped fails its
+    # request with a 503 (the sender retries) and is replaced, which SQLAlchemy does on disconnect errors.
+    return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=3600)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

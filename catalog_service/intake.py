@@ -8,10 +8,12 @@ in the database.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -34,37 +36,71 @@ DUPLICATE = IntakeResult("duplicate", reason="this delivery was already received
 
 def record_delivery(
     session: Session, shop: Shop, *, delivery_key: str, topic: str, product_id: str | None = None
-) -> Delivery | None:
-    """The Delivery row for a webhook, or None when this delivery was already received."""
-    delivery = Delivery(
-        shop_id=shop.id, platform=shop.platform, delivery_key=delivery_key[:255], topic=topic[:64],
-        product_external_id=product_id,
-    )
-    try:
-        # The unique key is the dedupe: a savepoint lets a duplicate fail alone, not the whole transaction.
-        with session.begin_nested():
-            session.add(delivery)
-            session.flush()
-    except IntegrityError:
-        return None
-    return delivery
+) -> int | None:
+    """Insert the Delivery row for a webhook and return its id, or None when it was already received.
+
+    The unique key is the dedupe. ON CONFLICT DO NOTHING settles it in one statement, even against a
+    concurrent copy of the same delivery, without a savepoint or an error to recover from.
+    """
+    return session.execute(_statements(session).insert_delivery, {
+        "shop_id": shop.id, "platform": shop.platform, "delivery_key": delivery_key[:255], "topic": topic[:64],
+        "product_external_id": product_id, "received_at": utcnow(),
+    }).scalar()
+
+
+class _Statements:
+    """The intake's statements, built once per dialect and executed with parameters.
+
+    Every webhook runs these; building SQL expressions per request cost more CPU than running them.
+    """
+
+    def __init__(self, dialect: str) -> None:
+        deliveries, products, images, renders = (
+            Delivery.__table__, Product.__table__, SourceImage.__table__, Render.__table__)
+        dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        self.insert_delivery = (
+            dialect_insert(deliveries).on_conflict_do_nothing(index_elements=["shop_id", "delivery_key"])
+            .returning(deliveries.c.id)
+        )
+        self.finish_delivery = update(deliveries).where(deliveries.c.id == bindparam("delivery_id"))
+        self.find_product = select(products.c.id).where(
+            products.c.shop_id == bindparam("shop_id"), products.c.external_id == bindparam("external_id"))
+        self.insert_product = insert(products).returning(products.c.id)
+        self.update_product = update(products).where(products.c.id == bindparam("product_id"))
+        self.find_images = select(images.c.external_id, images.c.src, images.c.alt, images.c.position).where(
+            images.c.product_id == bindparam("product_id"))
+        self.delete_images = delete(images).where(images.c.product_id == bindparam("product_id"))
+        self.insert_images = insert(images)
+        self.insert_render = insert(renders).returning(renders.c.id)
+
+
+@functools.cache
+def _statements_for(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+def _statements(session: Session) -> _Statements:
+    return _statements_for(session.get_bind().dialect.name)
+
+
+def _finish_delivery(session: Session, delivery_id: int, result: IntakeResult) -> IntakeResult:
+    session.execute(_statements(session).finish_delivery,
+                    {"delivery_id": delivery_id, "outcome": result.outcome, "render_id": result.render_id})
+    return result
 
 
 def accept(session: Session, shop: Shop, event: ProductEvent, *, delivery_key: str, topic: str) -> IntakeResult:
     """Record one product webhook and act on it once. A repeated delivery_key is a no-op."""
-    delivery = record_delivery(session, shop, delivery_key=delivery_key, topic=topic, product_id=event.product_id)
-    if delivery is None:
+    delivery_id = record_delivery(session, shop, delivery_key=delivery_key, topic=topic, product_id=event.product_id)
+    if delivery_id is None:
         return DUPLICATE
-    result = _decide_and_apply(session, shop, event)
-    delivery.outcome = result.outcome
-    delivery.render_id = result.render_id
-    return result
+    return _finish_delivery(session, delivery_id, _decide_and_apply(session, shop, event))
 
 
 def accept_shop_event(session: Session, shop: Shop, *, delivery_key: str, topic: str) -> IntakeResult:
     """A webhook about the shop rather than a product (uninstall, privacy requests)."""
-    delivery = record_delivery(session, shop, delivery_key=delivery_key, topic=topic)
-    if delivery is None:
+    delivery_id = record_delivery(session, shop, delivery_key=delivery_key, topic=topic)
+    if delivery_id is None:
         return DUPLICATE
     if topic == "app/uninstalled":
         result = IntakeResult("deactivated", reason=f"{cancel_pending(session, shop.id)} pending render(s) cancelled")
@@ -73,8 +109,7 @@ def accept_shop_event(session: Session, shop: Shop, *, delivery_key: str, topic:
         # customers/data_request and customers/redact: we keep no customer data, so there is nothing to
         # send or erase; the delivery row is the record that the request was received and answered.
         result = IntakeResult("noted", reason="this service stores no customer data")
-    delivery.outcome = result.outcome
-    return result
+    return _finish_delivery(session, delivery_id, result)
 
 
 def cancel_pending(session: Session, shop_id: int, product_id: int | None = None) -> int:
@@ -110,90 +145,93 @@ def redact_shop(session: Session, storage: AssetStorage, shop: Shop) -> int:
 
 
 def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> IntakeResult:
-    product = session.scalar(
-        select(Product).where(Product.shop_id == shop.id, Product.external_id == event.product_id)
-    )
+    # The hot path of every webhook: prepared table statements, a handful of round trips, no unit of work.
+    sql = _statements(session)
+    found = session.execute(sql.find_product, {"shop_id": shop.id, "external_id": event.product_id}).first()
+    product_id = found.id if found else None
     if event.action == "delete":
-        if product is None:
+        if product_id is None:
             return IntakeResult("deleted", reason="the product was not known")
-        product.deleted = True
-        cancelled = cancel_pending(session, shop.id, product.id)
+        session.execute(sql.update_product, {"product_id": product_id, "deleted": True, "updated_at": utcnow()})
+        cancelled = cancel_pending(session, shop.id, product_id)
         return IntakeResult("deleted", reason=f"{cancelled} pending render(s) cancelled")
 
-    event = without_our_images(session, product, event)
-
-    settings = settings_with_defaults(shop.settings)
-    is_new = product is None
-    product, images_changed = upsert_product(session, shop, event, product)
+    event = without_our_images(session, product_id, event)
+    product_id, images_changed = upsert_product(session, shop.id, event, product_id)
     if not shop.active:
         return IntakeResult("ignored", reason="the shop is not active")
-    if not product.images:
+    if not event.images:
         return IntakeResult("ignored", reason="the product has no images")
+    is_new = found is None
     if not is_new and not images_changed:
         # Also covers a second "create" for a product we already have: same photos, nothing new to make.
         return IntakeResult("ignored", reason="the product's images did not change")
+    settings = settings_with_defaults(shop.settings)
     if is_new or event.action == "create":
         if not settings["auto_generate"]:
             return IntakeResult("ignored", reason="auto-generate is off")
     elif settings["on_update"] == "ignore":
         return IntakeResult("ignored", reason="updates are ignored by the shop's settings")
-    render = request_render(session, shop, product, trigger="webhook")
-    return IntakeResult("render", render_id=render.id)
+    return IntakeResult("render", render_id=insert_render(session, shop.id, product_id, trigger="webhook"))
 
 
-def without_our_images(session: Session, product: Product | None, event: ProductEvent) -> ProductEvent:
+def without_our_images(session: Session, product_id: int | None, event: ProductEvent) -> ProductEvent:
     """The event minus the images we pushed ourselves, so our own push never triggers another render."""
     known: set[str | None] = set()
-    if product is not None:
+    if product_id is not None:
         known = set(session.scalars(
             select(Asset.external_id).join(Render, Asset.render_id == Render.id)
-            .where(Render.product_id == product.id, Asset.external_id.is_not(None))
+            .where(Render.product_id == product_id, Asset.external_id.is_not(None))
         ))
     theirs = tuple(image for image in event.images
                    if image.external_id not in known and not is_our_filename(image.src))
     return event if len(theirs) == len(event.images) else dataclasses.replace(event, images=theirs)
 
 
-def upsert_product(
-    session: Session, shop: Shop, event: ProductEvent, product: Product | None
-) -> tuple[Product, bool]:
-    """Create or update the product and its source images. Also says whether the image set changed."""
-    if product is None:
-        product = Product(shop_id=shop.id, external_id=event.product_id)
-        session.add(product)
-    product.title = event.title
-    product.description = event.description
-    product.product_type = event.product_type
-    product.vendor = event.vendor
-    product.tags = list(event.tags)
-    product.deleted = False
-
-    before = {(image.external_id, image.src) for image in product.images}
-    after = {(image.external_id, image.src) for image in event.images}
-    if before != after:
-        product.images.clear()
-        session.flush()
-        for position, ref in enumerate(event.images):
-            product.images.append(
-                SourceImage(shop_id=shop.id, external_id=ref.external_id, src=ref.src, alt=ref.alt, position=position)
-            )
+def upsert_product(session: Session, shop_id: int, event: ProductEvent, product_id: int | None) -> tuple[int, bool]:
+    """Create or update the product and its source images. Returns its id and whether the image set changed."""
+    sql = _statements(session)
+    now = utcnow()
+    fields = {"title": event.title, "description": event.description, "product_type": event.product_type,
+              "vendor": event.vendor, "tags": list(event.tags), "deleted": False, "updated_at": now}
+    before: list[Any] = []
+    if product_id is None:
+        product_id = session.execute(sql.insert_product, {
+            "shop_id": shop_id, "external_id": event.product_id, "created_at": now, **fields}).scalar_one()
     else:
-        # Same images; alt text and order may still have changed.
-        by_key = {(ref.external_id, ref.src): (i, ref) for i, ref in enumerate(event.images)}
-        for image in product.images:
-            position, ref = by_key[(image.external_id, image.src)]
-            image.position, image.alt = position, ref.alt
-    session.flush()
-    return product, before != after
+        session.execute(sql.update_product, {"product_id": product_id, **fields})
+        before = session.execute(sql.find_images, {"product_id": product_id}).all()
+    wanted = [(ref.external_id, ref.src, ref.alt, position) for position, ref in enumerate(event.images)]
+    changed = {(row[0], row[1]) for row in before} != {(row[0], row[1]) for row in wanted}
+    if {tuple(row) for row in before} != set(wanted):
+        # Replace the rows when anything differs (set, order or alt text): a product has a few images.
+        if before:
+            session.execute(sql.delete_images, {"product_id": product_id})
+        if wanted:
+            session.execute(sql.insert_images, [
+                {"shop_id": shop_id, "product_id": product_id, "external_id": external_id, "src": src, "alt": alt,
+                 "position": position, "created_at": now, "updated_at": now}
+                for external_id, src, alt, position in wanted
+            ])
+    return product_id, changed
+
+
+def insert_render(
+    session: Session, shop_id: int, product_id: int, *, trigger: str, options: dict[str, Any] | None = None
+) -> int:
+    """A queued Render row; returns its id. The caller enqueues its job after commit."""
+    now = utcnow()
+    return session.execute(_statements(session).insert_render, {
+        "shop_id": shop_id, "product_id": product_id, "status": RenderStatus.QUEUED, "trigger": trigger,
+        "options": options or {}, "created_at": now, "updated_at": now,
+    }).scalar_one()
 
 
 def request_render(
     session: Session, shop: Shop, product: Product, *, trigger: str, options: dict[str, Any] | None = None
 ) -> Render:
     """A queued Render row for the product; the caller enqueues its job after commit."""
-    render = Render(
-        shop_id=shop.id, product_id=product.id, status=RenderStatus.QUEUED, trigger=trigger, options=options or {}
-    )
-    session.add(render)
     session.flush()
+    render = session.get(Render, insert_render(session, shop.id, product.id, trigger=trigger, options=options))
+    assert render is not None
     return render

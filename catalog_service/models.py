@@ -76,8 +76,9 @@ class Shop(TimestampMixin, Base):
     domain: Mapped[str]
     name: Mapped[str] = mapped_column(default="")
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(1024))
-    access_token: Mapped[str | None] = mapped_column(EncryptedText(2048))
+    # Deferred: decrypting costs CPU on every load, and most loads (a Shopify webhook) need neither.
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(1024), deferred=True)
+    access_token: Mapped[str | None] = mapped_column(EncryptedText(2048), deferred=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(default=True)
     # Where the shop's API lives when it is not the platform's usual address (tests, staging).

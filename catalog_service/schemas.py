@@ -46,13 +46,17 @@ class SettingsSchema(Schema):
     alt_template = fields.String(load_default="{title} ({kind})", validate=validate.Length(max=200))
 
 
+# Schemas are built once: building one is most of the cost of a small load(), and load() keeps no state.
+SETTINGS = SettingsSchema()
+
+
 def settings_with_defaults(stored: dict[str, Any] | None) -> dict[str, Any]:
     """A shop's stored settings merged over the defaults, validated."""
-    return SettingsSchema().load(stored or {})
+    return SETTINGS.load(stored or {})
 
 
 def default_settings() -> dict[str, Any]:
-    return SettingsSchema().load({})
+    return SETTINGS.load({})
 
 
 # The normalised event: what every platform's webhook becomes before intake sees it.

@@ -7,6 +7,7 @@ from typing import Any
 from flask import abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from sqlalchemy.orm import undefer
 
 from catalog_service.app import services
 from catalog_service.models import Platform, Shop
@@ -61,9 +62,12 @@ class EventSchema(Schema):
     product = fields.Nested(ProductSchema, required=True)
 
 
+_EVENT = EventSchema()
+
+
 def parse_event(body: Any) -> ProductEvent:
     """Validate a generic webhook body and normalise it. Raises ValidationError with per-field messages."""
-    data = EventSchema().load(body)
+    data = _EVENT.load(body)
     product = data["product"]
     return ProductEvent(
         action=ACTIONS[data["event"]],
@@ -82,7 +86,7 @@ def parse_event(body: Any) -> ProductEvent:
 
 @bp.post("/generic/<int:shop_id>")
 def generic(shop_id: int) -> ResponseReturnValue:
-    shop = services().db.session().get(Shop, shop_id)
+    shop = services().db.session().get(Shop, shop_id, options=[undefer(Shop.webhook_secret)])
     if shop is None or not shop.active or shop.platform not in (Platform.GENERIC, Platform.FOLDER) \
             or not shop.webhook_secret:
         abort(404, "No active shop with this id accepts generic webhooks.")

@@ -60,12 +60,16 @@ class DeletedSchema(Schema):
     id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
 
 
+_DELETED = DeletedSchema()
+_PRODUCT = ProductSchema()
+
+
 def parse_product(topic: str, payload: Any) -> ProductEvent:
     """Normalise a products/* payload. Raises ValidationError with per-field messages."""
     action = PRODUCT_TOPICS[topic]
     if action == "delete":
-        return ProductEvent(action="delete", product_id=str(DeletedSchema().load(payload)["id"]))
-    data = ProductSchema().load(payload)
+        return ProductEvent(action="delete", product_id=str(_DELETED.load(payload)["id"]))
+    data = _PRODUCT.load(payload)
     tags = tuple(tag.strip() for tag in (data["tags"] or "").split(",") if tag.strip())
     return ProductEvent(
         action=action,

@@ -12,6 +12,7 @@ from typing import Any
 from flask import abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from sqlalchemy.orm import undefer
 
 from catalog_service.app import services
 from catalog_service.models import Platform, Shop
@@ -64,12 +65,16 @@ class DeletedSchema(Schema):
     id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
 
 
+_DELETED = DeletedSchema()
+_PRODUCT = ProductSchema()
+
+
 def parse_product(topic: str, payload: Any) -> ProductEvent:
     """Normalise a product.* payload. Raises ValidationError with per-field messages."""
     action = TOPICS[topic]
     if action == "delete":
-        return ProductEvent(action="delete", product_id=str(DeletedSchema().load(payload)["id"]))
-    data = ProductSchema().load(payload)
+        return ProductEvent(action="delete", product_id=str(_DELETED.load(payload)["id"]))
+    data = _PRODUCT.load(payload)
     categories = [term["name"] for term in data["categories"] if term["name"]]
     return ProductEvent(
         action=action,
@@ -87,7 +92,7 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
 
 @bp.post("/woocommerce/<int:shop_id>")
 def woocommerce(shop_id: int) -> ResponseReturnValue:
-    shop = services().db.session().get(Shop, shop_id)
+    shop = services().db.session().get(Shop, shop_id, options=[undefer(Shop.webhook_secret)])
     if shop is None or not shop.active or shop.platform != Platform.WOOCOMMERCE or not shop.webhook_secret:
         abort(404, "No active WooCommerce shop with this id.")
     body = request.get_data(cache=True)

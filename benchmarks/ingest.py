@@ -1,0 +1,278 @@
+"""Webhook intake under load: signed Shopify deliveries against the app under gunicorn on loopback.
+
+Measures deliveries per second and p50/p99 latency of `POST /webhooks/shopify` (20% of deliveries are
+repeats of earlier ones, as a retrying shop sends), next to a bare Flask endpoint served the same way in
+the same run. The load generator is another process. Afterwards it checks the books: every accepted
+delivery has exactly one Delivery row and every product at most one Render.
+
+    .venv/bin/python benchmarks/ingest.py [--deliveries 3000] [--concurrency 8] [--workers 3]
+
+Uses PostgreSQL when one answers on 127.0.0.1:5432 (as production would), else SQLite; Redis is a
+redis-server of its own on a free port, so the shared one is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-shopify-client-secret"
+DOMAIN = "bench-shop.myshopify.com"
+GOAL_P99_MS = 50.0
+GOAL_SHARE = 0.35
+
+BARE_APP = '''
+from flask import Flask, request
+app = Flask(__name__)
+
+@app.post("/webhooks/shopify")
+def bare():
+    request.get_data()
+    return {"outcome": "ok"}, 200
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+def postgres_url() -> str | None:
+    try:
+        import psycopg
+
+        psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=2").close()
+    except Exception:
+        return None
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def deliveries(count: int, duplicate_share: float) -> list[tuple[bytes, dict[str, str]]]:
+    """Signed products/create deliveries; every fifth (by default) repeats an earlier one exactly."""
+    out: list[tuple[bytes, dict[str, str]]] = []
+    originals: list[tuple[bytes, dict[str, str]]] = []
+    every = round(1 / duplicate_share) if duplicate_share else 0
+    for index in range(count):
+        if every and index % every == every - 1 and originals:
+            out.append(originals[(index * 7919) % len(originals)])
+            continue
+        product_id = 9_000_000_000 + index
+        payload = {
+            "id": product_id, "title": f"Product {index}", "body_html": "<p>Benchmark product</p>",
+            "vendor": "Bench", "product_type": "Things", "tags": "a, b, c",
+            "images": [{"id": product_id * 10, "alt": "", "position": 1,
+                        "src": f"https://cdn.shopify.com/s/files/1/0000/0001/files/p{index}.jpg?v=1"}],
+            "variants": [{"id": product_id * 100, "price": "9.99"}], "media": [],
+        }
+        body = json.dumps(payload).encode()
+        event_id = str(uuid.uuid4())
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "products/create",
+            "X-Shopify-Shop-Domain": DOMAIN,
+            "X-Shopify-Event-Id": event_id,
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-API-Version": "2026-10",
+            "X-Shopify-Hmac-Sha256": base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode(),
+        }
+        originals.append((body, headers))
+        out.append((body, headers))
+    return out
+
+
+def generate(port: int, count: int, concurrency: int, duplicate_share: float) -> dict[str, object]:
+    """The load generator (run in its own process): send everything, time every request."""
+    work = deliveries(count, duplicate_share)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+    cursor = iter(range(len(work)))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                return
+            body, headers = work[index]
+            started = time.perf_counter()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("POST", "/webhooks/shopify", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            connection.close()
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                try:
+                    outcome = json.loads(answer).get("outcome", "?")
+                except ValueError:
+                    outcome = "?"
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "per_second": len(latencies) / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "statuses": statuses,
+        "outcomes": outcomes,
+        "unique": len({headers["X-Shopify-Event-Id"] for _, headers in work}),
+    }
+
+
+def run_generator(port: int, args: argparse.Namespace) -> dict[str, object]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--generate", str(port), "--deliveries", str(args.deliveries),
+         "--concurrency", str(args.concurrency)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(output)
+
+
+def gunicorn(app_spec: str, port: int, workers: int, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+         "--log-level", "warning", "--preload", app_spec],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    wait_for_port(port)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate:
+        print(json.dumps(generate(args.generate, args.deliveries, args.concurrency, 0.2)))
+        return
+
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy import create_engine, func, select, text
+    from sqlalchemy.engine import make_url
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        redis_port = free_port()
+        redis = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        schema = None
+        database_url = postgres_url()
+        if database_url:
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            admin = create_engine(database_url)
+            with admin.begin() as connection:
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+            database_url = make_url(database_url).update_query_dict(
+                {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        else:
+            database_url = f"sqlite:///{workdir / 'catalog.db'}"
+        env = {
+            **os.environ,
+            "CATALOG_VAR_DIR": str(workdir / "var"),
+            "CATALOG_DATABASE_URL": database_url,
+            "CATALOG_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "CATALOG_SECRET_KEY": "bench-secret-key",
+            "CATALOG_SHOPIFY_API_SECRET": SECRET,
+            "CATALOG_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        servers: list[subprocess.Popen[bytes]] = [redis]
+        try:
+            subprocess.run([sys.executable, "-m", "catalog_service.cli", "db", "upgrade"], env=env, cwd=ROOT,
+                           check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "catalog_service.cli", "shops", "add", "--platform", "shopify",
+                            "--domain", DOMAIN], env=env, cwd=ROOT, check=True, capture_output=True)
+            (workdir / "bare_app.py").write_text(BARE_APP)
+
+            bare_port = free_port()
+            servers.append(gunicorn("bare_app:app", bare_port, args.workers, {**env, "PYTHONPATH": tmp}, workdir))
+            bare = run_generator(bare_port, args)
+            servers.pop().terminate()
+
+            app_port = free_port()
+            servers.append(gunicorn("wsgi:app", app_port, args.workers, env, ROOT))
+            ours = run_generator(app_port, args)
+
+            engine = create_engine(database_url)
+            from catalog_service.models import Delivery, Render
+
+            with engine.connect() as connection:
+                delivery_rows = connection.scalar(select(func.count()).select_from(Delivery))
+                render_rows = connection.scalar(select(func.count()).select_from(Render))
+                most_renders = connection.scalar(
+                    select(func.count()).select_from(Render).group_by(Render.product_id)
+                    .order_by(func.count().desc()).limit(1)
+                )
+            engine.dispose()
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+            if schema:
+                with admin.begin() as connection:
+                    connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                admin.dispose()
+
+    share = ours["per_second"] / bare["per_second"]
+    print(f"database: {'PostgreSQL' if schema else 'SQLite'}; gunicorn sync workers: {args.workers}; "
+          f"{args.deliveries} deliveries, concurrency {args.concurrency}, 20% duplicates")
+    print(f"{'endpoint':<22}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}  statuses")
+    for name, result in (("bare Flask", bare), ("POST /webhooks/shopify", ours)):
+        print(f"{name:<22}{result['per_second']:>14.0f}{result['p50_ms']:>10.1f}{result['p99_ms']:>10.1f}"
+              f"  {result['statuses']}")
+    print(f"outcomes: {ours['outcomes']}")
+    print(f"books: {ours['unique']} unique deliveries -> {delivery_rows} Delivery rows, {render_rows} Renders, "
+          f"at most {most_renders} per product -> {'OK' if delivery_rows == ours['unique'] and most_renders == 1 else 'WRONG'}")
+    print(f"goal: p99 < {GOAL_P99_MS:.0f} ms -> {'PASS' if ours['p99_ms'] < GOAL_P99_MS else 'FAIL'} "
+          f"({ours['p99_ms']:.1f} ms)")
+    print(f"goal: throughput >= {GOAL_SHARE:.0%} of bare -> {'PASS' if share >= GOAL_SHARE else 'FAIL'} ({share:.0%})")
+
+
+if __name__ == "__main__":
+    main()
