@@ -26,7 +26,9 @@ test: model
 		$(BIN)/python -m pytest
 
 bench: model
+	PYTHON=$(BIN)/python scripts/ensure-redis
 	$(BIN)/python benchmarks/cutout.py
+	$(BIN)/python benchmarks/ingest.py
 
 clean:
 	rm -rf $(VENV) var demo-out .pytest_cache

@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--database", choices=["auto", "sqlite"], default="auto",
+                        help="auto: PostgreSQL when one answers, else SQLite")
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -202,7 +204,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         schema = None
-        database_url = postgres_url()
+        database_url = postgres_url() if args.database == "auto" else None
         if database_url:
             schema = f"bench_{uuid.uuid4().hex[:10]}"
             admin = create_engine(database_url)
