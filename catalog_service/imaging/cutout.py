@@ -29,6 +29,8 @@ OFFLINE_MODEL_MD5 = "8e83ca70e441ab06c318d82300c84806"
 # they put a grey haze over the white variant and bloat PNGs.
 _ALPHA_FLOOR = 8
 _ALPHA_CEIL = 247
+# A JPEG may decode this much below max_side when that skips a full-size decode and resample.
+DRAFT_SLACK = 0.05
 # A pixel counts as product for trimming once the model is this sure.
 _TRIM_THRESHOLD = 32
 WHITE_JPEG_QUALITY = 92
@@ -122,7 +124,8 @@ def remove_background(
     data: bytes, session: Any, options: CutoutOptions = CutoutOptions(), *, max_pixels: int = 50_000_000
 ) -> Cutout:
     """Decode untrusted bytes at the size the output needs, then cut out the product."""
-    return cut_out(load_image(data, max_pixels=max_pixels, max_side=options.max_side), session, options)
+    image = load_image(data, max_pixels=max_pixels, max_side=options.max_side, draft_slack=DRAFT_SLACK)
+    return cut_out(image, session, options)
 
 
 def white_variant(product: Image.Image, options: CutoutOptions = CutoutOptions()) -> Image.Image:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import struct
 import warnings
 import zlib
@@ -104,15 +105,22 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
 
 
 def load_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None, draft_slack: float = 0.0
 ) -> Image.Image:
-    """Decoded first frame, upright, in RGB or RGBA, its longest side at most max_side."""
+    """Decoded first frame, upright, in RGB or RGBA, its longest side at most max_side.
+
+    `draft_slack` lets a JPEG land up to that fraction below max_side when a reduced-scale decode gets
+    there with no resampling at all: a 4000 px photo for a 2048 px cap decodes at 1/2 scale (2000 px) in
+    a tenth of the time a full decode plus a 12 MP resample takes.
+    """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be at least 1, not {max_side}")
+    if not 0 <= draft_slack < 0.5:
+        raise ValueError(f"draft_slack must be in [0, 0.5), not {draft_slack}")
     fmt = _sniff_or_reject(data)
     with _decoding(fmt, max_pixels), Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[fmt]]) as im:
         _check_size(im.size, max_pixels)
-        if max_side is not None and (target := _draft_scale_target(im.size, max_side)):
+        if max_side is not None and (target := _draft_scale_target(im.size, math.floor(max_side * (1 - draft_slack)))):
             # libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the time and memory; no-op elsewhere.
             im.draft("RGB", target)
         im.load()  # the whole decode happens here, inside the guard: truncation surfaces now, not later

@@ -425,3 +425,13 @@ def test_12_mp_jpeg_is_fitted_to_max_side_exactly(photo_12mp, max_side, size):
 def test_non_jpeg_formats_are_fitted_after_decoding():
     """PNG has no scaled decode, but the result is fitted to max_side all the same."""
     assert load_image(encode(Image.new("RGBA", (900, 300)), "PNG"), max_side=90).size == (90, 30)
+
+
+def test_draft_slack_decodes_at_half_scale_just_below_max_side() -> None:
+    """A 4000x3000 JPEG for a 2048 cap with 5% slack decodes at 2000x1500, no resample; exact without slack."""
+    photo = Image.new("RGB", (4000, 3000), (90, 120, 200))
+    out = io.BytesIO()
+    photo.save(out, "JPEG", quality=80)
+    assert load_image(out.getvalue(), max_side=2048, draft_slack=0.05).size == (2000, 1500)
+    assert load_image(out.getvalue(), max_side=2048).size == (2048, 1536)
+    assert load_image(out.getvalue(), max_side=1900, draft_slack=0.05).size == (1900, 1425)
