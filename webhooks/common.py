@@ -42,6 +42,9 @@ def json_body(body: bytes) -> Any:
         abort(400, "The body is not valid JSON.")
     if _depth(payload) > MAX_JSON_DEPTH:
         abort(400, f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
+    # PostgreSQL text cannot hold NUL; refuse it here as the sender's error rather than fail at the database.
+    if b"\\u0000" in body and _has_nul(payload):
+        abort(400, "Text fields must not contain NUL (\\u0000) characters.")
     return payload
 
 
@@ -88,6 +91,21 @@ def run_intake(shop: Shop, delivery_key: str, action: Callable[[Session, Shop], 
     if queued is not None:
         body["queued"] = queued
     return jsonify(body), 200
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:

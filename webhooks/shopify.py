@@ -27,6 +27,9 @@ PRODUCT_TOPICS = {"products/create": "create", "products/update": "update", "pro
 PRIVACY_TOPICS = {"customers/data_request", "customers/redact", "shop/redact"}
 UNINSTALLED = "app/uninstalled"
 
+# Platform ids are 64-bit integers; anything larger is not an id (and would not fit our columns).
+MAX_ID = 2**63 - 1
+
 
 class ImageSchema(Schema):
     class Meta:
@@ -43,7 +46,7 @@ class ProductSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
     title = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
     body_html = fields.String(load_default="", allow_none=True, validate=validate.Length(max=500_000))
     vendor = fields.String(load_default="", allow_none=True, validate=validate.Length(max=255))
@@ -57,7 +60,7 @@ class DeletedSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 _DELETED = DeletedSchema()

@@ -26,6 +26,9 @@ TOPICS = {"product.created": "create", "product.updated": "update", "product.del
           "product.restored": "update"}
 _PING = re.compile(rb"^webhook_id=\d{1,20}$")
 
+# Platform ids are 64-bit integers; anything larger is not an id (and would not fit our columns).
+MAX_ID = 2**63 - 1
+
 
 class ImageSchema(Schema):
     class Meta:
@@ -49,7 +52,7 @@ class ProductSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
     name = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
     description = fields.String(load_default="", allow_none=True, validate=validate.Length(max=500_000))
     short_description = fields.String(load_default="", allow_none=True, validate=validate.Length(max=100_000))
@@ -62,7 +65,7 @@ class DeletedSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 _DELETED = DeletedSchema()
