@@ -32,6 +32,15 @@ class Services:
     redis: Redis
     scene_provider: SceneProvider
     http: requests.Session
+    _providers: dict[str, SceneProvider] = dataclasses.field(default_factory=dict)
+
+    def provider(self, name: str = "") -> SceneProvider:
+        """A shop's chosen provider ("" = the service default), built once per process."""
+        if not name or name == self.scene_provider.name:
+            return self.scene_provider
+        if name not in self._providers:
+            self._providers[name] = provider_for(name, self.config)
+        return self._providers[name]
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
@@ -52,7 +61,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         db=database,
         storage=storage_from_url(config.storage_url),
         redis=redis_connection(config.redis_url),
-        scene_provider=provider_for(config.scene_provider),
+        scene_provider=provider_for(config.scene_provider, config),
         http=make_session(),
     )
 

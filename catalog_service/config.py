@@ -42,8 +42,7 @@ def parse_float(value: str) -> float:
         raise ConfigError(f"not a number: {value!r}") from None
 
 
-# The OpenAI provider joins this list when it is built (issue 4); until then its key is not a reason to fail.
-SCENE_PROVIDERS = ("compositor",)
+SCENE_PROVIDERS = ("compositor", "openai")
 
 # name -> (environment variable, parser, meaning). Defaults live on the dataclass fields.
 _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
@@ -70,6 +69,11 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "max_body_bytes": ("CATALOG_MAX_BODY_BYTES", parse_int, "largest webhook or API body accepted, in bytes"),
     "shopify_api_key": ("CATALOG_SHOPIFY_API_KEY", str, "the Shopify app's client id"),
     "shopify_api_secret": ("CATALOG_SHOPIFY_API_SECRET", str, "the Shopify app's client secret (signs webhooks)"),
+    "openai_model": ("CATALOG_OPENAI_MODEL", str, "default GPT Image model for shops that name none"),
+    "openai_prices": ("CATALOG_OPENAI_PRICES", str, "JSON price overrides, USD per 1M tokens per model"),
+    "openai_timeout_s": ("CATALOG_OPENAI_TIMEOUT_S", parse_float, "timeout of one OpenAI call"),
+    "openai_max_retries": ("CATALOG_OPENAI_MAX_RETRIES", parse_int, "retries of a 429/5xx/timeout, with backoff"),
+    "scene_concurrency": ("CATALOG_SCENE_CONCURRENCY", parse_int, "scenes of one render made at once"),
 }
 
 
@@ -100,6 +104,11 @@ class Config:
     max_body_bytes: int = 5 * 1024 * 1024
     shopify_api_key: str = ""
     shopify_api_secret: str = ""
+    openai_model: str = "gpt-image-2"
+    openai_prices: str = ""
+    openai_timeout_s: float = 120.0
+    openai_max_retries: int = 3
+    scene_concurrency: int = 4
     testing: bool = False
 
     @classmethod
@@ -152,6 +161,10 @@ class Config:
         if self.max_pixels < 1 or self.max_source_bytes < 1 or self.max_body_bytes < 1 or self.cutout_max_side < 16:
             raise ConfigError("size limits must be positive (cutout_max_side at least 16)")
         self.scene_dimensions()  # raises on a malformed size
+        if not 1 <= self.scene_concurrency <= 16:
+            raise ConfigError("CATALOG_SCENE_CONCURRENCY must be between 1 and 16")
+        if not 0 <= self.openai_max_retries <= 10:
+            raise ConfigError("CATALOG_OPENAI_MAX_RETRIES must be between 0 and 10")
 
     def scene_dimensions(self) -> tuple[int, int]:
         try:

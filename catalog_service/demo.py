@@ -41,7 +41,9 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
         return 2
     out_dir = out_dir.resolve()
     # The demo's own image host is on loopback, so the demo alone may fetch from private addresses.
-    config = Config.load({"allow_private_urls": True, "folder_store_dir": str(out_dir), "log_level": "WARNING"})
+    # The demo needs no keys: the offline compositor, even where OPENAI_API_KEY is set.
+    config = Config.load({"allow_private_urls": True, "folder_store_dir": str(out_dir), "log_level": "WARNING",
+                          "scene_provider": "compositor"})
     path, installed = install_offline_model(config.model_dir)
     if installed:
         echo(f"installed the cutout model at {path}")

@@ -6,12 +6,17 @@ jobs/render.py loads the rows, calls make_assets(), and saves what comes back.
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from PIL import Image
 
 from .imaging.cutout import WHITE_JPEG_QUALITY, CutoutOptions, encode_cutout, remove_background, white_variant
 from .imaging.encode import CONTENT_TYPES, EXTENSIONS, encode
+from .imaging.overlay import draw_badge
 from .scenes.base import ProductInfo, ProviderError, SceneProvider, ScenePreset, SceneRequest
 
 
@@ -26,6 +31,8 @@ class MadeAsset:
     height: int
     cost_usd: float = 0.0
     model: str = ""
+    provider: str = ""
+    quality: str = ""
     usage: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
@@ -44,18 +51,22 @@ class RenderPlan:
     cutout_format: str = "png"
     white: bool = True
     presets: Sequence[ScenePreset] = ()
-    references: Sequence[bytes] = ()
+    references: Sequence[bytes] = ()  # the shop's reference photos, for presets that name none
+    preset_references: Mapping[str, Sequence[bytes]] = dataclasses.field(default_factory=dict)
     product: ProductInfo = ProductInfo()
     shop_key: str = ""
+    model: str = ""
     max_pixels: int = 50_000_000
+    budget_usd: float | None = None  # what paid scene calls may still spend this month; None: no limit
+    concurrency: int = 4
 
 
 def make_assets(source: bytes, plan: RenderPlan, *, session: Any, provider: SceneProvider) -> PipelineResult:
     """Cutout, white variant and scenes for one source photo.
 
-    A bad photo raises ImageRejected (nothing can be made). A scene that fails permanently is
-    recorded in `errors` while the others still ship; a transient provider failure is raised so
-    the job can be retried.
+    A bad photo raises ImageRejected (nothing can be made). The scenes are made concurrently; one that
+    fails permanently, or would pass the budget, is recorded in `errors` while the others still ship; a
+    transient provider failure is raised so the job can be retried.
     """
     timings: dict[str, int] = {}
     started = time.perf_counter()
@@ -73,30 +84,73 @@ def make_assets(source: bytes, plan: RenderPlan, *, session: Any, provider: Scen
         timings["white"] = _ms_since(started)
 
     errors: list[dict[str, str]] = []
+    budget = _Budget(plan.budget_usd)
+    calls = []
     for preset in plan.presets:
-        if preset.style == "reference" and not plan.references:
+        references = tuple(plan.preset_references.get(preset.name) or plan.references)
+        if preset.style == "reference" and not references:
             continue  # a reference scene needs the merchant's reference photos; without them it is not asked for
         request = SceneRequest(
-            cutout_png=cutout_png, preset=preset, product=plan.product,
-            references=tuple(plan.references), shop_key=plan.shop_key,
+            cutout_png=cutout_png, preset=preset, product=plan.product, references=references,
+            shop_key=plan.shop_key, model=plan.model, text=preset.text, text_mode=preset.text_mode,
         )
-        started = time.perf_counter()
-        try:
-            scene = provider.generate(request)
-        except ProviderError as exc:
-            if exc.retryable:
-                raise
-            errors.append({"preset": preset.name, "reason": exc.reason, "message": str(exc)})
+        estimate = provider.estimate_cost(request)
+        if not budget.reserve(estimate):
+            errors.append({"preset": preset.name, "reason": "budget",
+                           "message": f"Skipped: about ${estimate:.2f} would pass this month's budget "
+                                      f"(${budget.left:.2f} left). Raise the budget in settings to make it."})
             continue
-        assets.append(
-            MadeAsset(
-                kind="scene", preset=preset.name, data=scene.data, content_type=scene.content_type,
-                ext=_ext_for(scene.content_type), width=scene.width, height=scene.height,
-                cost_usd=scene.cost_usd, model=scene.model, usage=dict(scene.usage),
-            )
-        )
-        timings[f"scene:{preset.name}"] = _ms_since(started)
+        calls.append(request)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(plan.concurrency, len(calls) or 1))) as pool:
+        outcomes = list(pool.map(lambda request: _scene(provider, request), calls))
+    transient = next((outcome for outcome in outcomes if isinstance(outcome, ProviderError) and outcome.retryable), None)
+    if transient is not None:
+        raise transient
+    for request, outcome in zip(calls, outcomes):
+        name = request.preset.name
+        if isinstance(outcome, ProviderError):
+            errors.append({"preset": name, "reason": outcome.reason, "message": str(outcome)})
+            continue
+        scene, elapsed_ms = outcome
+        assets.append(scene)
+        timings[f"scene:{name}"] = elapsed_ms
     return PipelineResult(assets=assets, errors=errors, timings_ms=timings)
+
+
+def _scene(provider: SceneProvider, request: SceneRequest) -> tuple[MadeAsset, int] | ProviderError:
+    """One scene, with its exact text drawn on when we draw it; errors come back as values for the caller."""
+    started = time.perf_counter()
+    try:
+        scene = provider.generate(request)
+    except ProviderError as exc:
+        return exc
+    data, content_type, width, height = scene.data, scene.content_type, scene.width, scene.height
+    if request.text and request.text_mode == "overlay":
+        with Image.open(io.BytesIO(scene.data)) as decoded:
+            badged = draw_badge(decoded, request.text)
+        data, content_type = encode(badged, "jpeg", quality=90), CONTENT_TYPES["jpeg"]
+    made = MadeAsset(
+        kind="scene", preset=request.preset.name, data=data, content_type=content_type, ext=_ext_for(content_type),
+        width=width, height=height, cost_usd=scene.cost_usd, model=scene.model, provider=scene.provider,
+        usage=dict(scene.usage), quality=request.preset.quality,
+    )
+    return made, _ms_since(started)
+
+
+class _Budget:
+    """What paid calls may still spend; estimates are reserved before a call is made."""
+
+    def __init__(self, left: float | None) -> None:
+        self.left = float("inf") if left is None else left
+
+    def reserve(self, estimate: float) -> bool:
+        if estimate <= 0:
+            return True
+        if estimate > self.left:
+            return False
+        self.left -= estimate
+        return True
 
 
 def _asset(kind: str, preset: str, data: bytes, fmt: str, size: tuple[int, int]) -> MadeAsset:

@@ -22,6 +22,26 @@ class CutoutSettingsSchema(Schema):
     format = fields.String(load_default="png", validate=validate.OneOf(["png", "webp"]))
 
 
+class PresetSchema(Schema):
+    """A shop's own scene preset."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=PRESET_NAME)
+    style = fields.String(load_default="prompt",
+                          validate=validate.OneOf(["prompt", "studio", "surface", "gradient", "reference"]))
+    prompt = fields.String(load_default="", validate=validate.Length(max=2000))
+    surface = fields.String(load_default="marble", validate=validate.OneOf(["marble", "wood"]))
+    size = fields.String(load_default="1536x1024", validate=validate.Regexp(
+        r"^(1024x1024|1536x1024|1024x1536)$", error="Use 1024x1024, 1536x1024 or 1024x1536."))
+    quality = fields.String(load_default="medium", validate=validate.OneOf(["low", "medium", "high", "auto"]))
+    reference_image_ids = fields.List(fields.Integer(validate=validate.Range(min=1)), load_default=list,
+                                      validate=validate.Length(max=15))
+    text = fields.String(load_default="", validate=validate.Length(max=40))
+    text_mode = fields.String(load_default="overlay", validate=validate.OneOf(["overlay", "model"]))
+
+
 class SettingsSchema(Schema):
     """A shop's settings. Every key has a default; unknown keys are refused."""
 
@@ -42,8 +62,24 @@ class SettingsSchema(Schema):
     )
     brand_color = fields.String(load_default="#3b6ea5", validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
     provider = fields.String(load_default="", validate=validate.OneOf(["", "compositor", "openai"]))
+    model = fields.String(load_default="", validate=validate.Length(max=64),
+                          metadata={"description": "GPT Image model; empty for the service default"})
+    monthly_budget_usd = fields.Float(load_default=20.0, validate=validate.Range(0, 100_000),
+                                      metadata={"description": "paid scene calls stop when this month's spend would pass it"})
+    presets = fields.List(fields.Nested(PresetSchema), load_default=list, validate=validate.Length(max=20))
     publish_mode = fields.String(load_default="auto", validate=validate.OneOf(["auto", "review"]))
     alt_template = fields.String(load_default="{title} ({kind})", validate=validate.Length(max=200))
+
+
+def preset_from_settings(entry: dict[str, Any]) -> Any:
+    """A shop's validated preset entry as a ScenePreset."""
+    from .scenes.base import ScenePreset
+
+    width, height = (int(side) for side in entry["size"].split("x"))
+    return ScenePreset(
+        name=entry["name"], style=entry["style"], prompt=entry["prompt"], width=width, height=height,
+        quality=entry["quality"], surface=entry["surface"], text=entry["text"], text_mode=entry["text_mode"],
+    )
 
 
 # Schemas are built once: building one is most of the cost of a small load(), and load() keeps no state.

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from rq import get_current_job
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from catalog_service.app import services
 from catalog_service.http import FetchError, fetch
 from catalog_service.imaging.cutout import CutoutOptions, get_session
 from catalog_service.imaging.errors import ImageRejected
-from catalog_service.models import Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, utcnow
+from catalog_service.models import (
+    Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, UsageRecord, utcnow,
+)
 from catalog_service.pipeline import PipelineResult, RenderPlan, make_assets
 from catalog_service.scenes import presets_for
-from catalog_service.scenes.base import ProductInfo, ProviderError
-from catalog_service.schemas import settings_with_defaults
+from catalog_service.scenes.base import ProductInfo, ProviderError, SceneProvider, UnavailableProvider
+from catalog_service.schemas import preset_from_settings, settings_with_defaults
 from catalog_service.security import shop_key
 from catalog_service.storage import AssetStorage
 
@@ -23,8 +26,8 @@ from .queues import enqueue_push
 
 log = logging.getLogger(__name__)
 
-MAX_REFERENCE_IMAGES = 4
-"""Reference photos handed to one scene; more add cost (OpenAI) without adding much."""
+MAX_REFERENCE_IMAGES = 8
+"""Reference photos handed to one scene (the provider caps it further at its model's input limit)."""
 
 
 class RenderFailed(Exception):
@@ -52,27 +55,22 @@ def _run(render_id: int) -> None:
         render.status = RenderStatus.RUNNING
         render.attempts += 1
         render.started_at = render.heartbeat_at = utcnow()
+        attempt, shop_id = render.attempts, shop.id
         settings = settings_with_defaults(shop.settings)
-        product = render.product
-        sources = [image.src for image in product.images]
-        reference_keys = session.scalars(
-            select(ReferenceImage.storage_key).where(ReferenceImage.shop_id == shop.id)
-            .order_by(ReferenceImage.id).limit(MAX_REFERENCE_IMAGES)
-        ).all()
-        plan = _plan(svc.storage, settings, render.options, product, reference_keys, shop.id)
-        shop_id = shop.id
+        sources = [image.src for image in render.product.images]
+        inputs = _plan_inputs(session, shop, settings, render.options, render.product)
     # The session is released here: nothing below holds a database connection while it fetches and renders.
     svc.db.remove()
-    log.info("render=%s shop=%s stage=start attempt=%s", render_id, shop_id, render.attempts)
+    log.info("render=%s shop=%s stage=start attempt=%s", render_id, shop_id, attempt)
 
+    provider = _provider(settings["provider"])
+    plan = _plan(svc.storage, inputs)
     try:
         if not sources:
             raise RenderFailed("The product has no images to work from.")
         source = _fetch_source(sources[0])
         result = make_assets(
-            source, plan,
-            session=get_session(svc.config.cutout_model, svc.config.model_dir),
-            provider=svc.scene_provider,
+            source, plan, session=get_session(svc.config.cutout_model, svc.config.model_dir), provider=provider,
         )
     except (RenderFailed, ImageRejected) as exc:
         _finish_failed(render_id, str(exc))
@@ -91,10 +89,59 @@ def _run(render_id: int) -> None:
              len(result.assets), len(result.errors), result.timings_ms)
 
 
-def _plan(storage: AssetStorage, settings: dict, options: dict, product, reference_keys, shop_id: int) -> RenderPlan:  # type: ignore[no-untyped-def]
+def _provider(name: str) -> SceneProvider:
+    """The shop's provider; one that cannot be built refuses every scene with the reason, and cutouts still ship."""
+    try:
+        return services().provider(name)
+    except ProviderError as exc:
+        return UnavailableProvider(str(exc), reason=exc.reason)
+
+
+def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) -> dict:  # type: ignore[no-untyped-def]
+    """Everything the plan needs from the database, read while the session is open."""
     svc = services()
+    provider_name = settings["provider"] or svc.config.scene_provider
+    custom = {p["name"]: preset_from_settings(p) for p in settings["presets"]}
+    presets = presets_for(options.get("scenes") or settings["scene_presets"], provider=provider_name,
+                          brand_color=settings["brand_color"], custom=custom)
+    refs = session.execute(
+        select(ReferenceImage.id, ReferenceImage.storage_key).where(ReferenceImage.shop_id == shop.id)
+        .order_by(ReferenceImage.id)
+    ).all()
+    keys_by_id = {row.id: row.storage_key for row in refs}
+    chosen = options.get("reference_image_ids")
+    default_keys = [keys_by_id[i] for i in chosen if i in keys_by_id] if chosen else [row.storage_key for row in refs]
+    month_start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    spent = session.scalar(
+        select(func.coalesce(func.sum(UsageRecord.cost_usd), 0.0))
+        .where(UsageRecord.shop_id == shop.id, UsageRecord.created_at >= month_start)
+    )
+    return {
+        "settings": settings,
+        "presets": presets,
+        "default_keys": default_keys[:MAX_REFERENCE_IMAGES],
+        "preset_keys": {
+            p["name"]: [keys_by_id[i] for i in p["reference_image_ids"] if i in keys_by_id][:MAX_REFERENCE_IMAGES]
+            for p in settings["presets"] if p["reference_image_ids"]
+        },
+        "product": ProductInfo(
+            title=product.title, description=product.description, product_type=product.product_type,
+            vendor=product.vendor, tags=tuple(product.tags),
+        ),
+        "prompt": options.get("prompt", ""),
+        "shop_id": shop.id,
+        "budget_left": max(0.0, settings["monthly_budget_usd"] - float(spent or 0.0)),
+    }
+
+
+def _plan(storage: AssetStorage, inputs: dict) -> RenderPlan:  # type: ignore[type-arg]
+    svc = services()
+    settings = inputs["settings"]
     cutout_settings = settings["cutout"]
-    presets = presets_for(options.get("scenes") or settings["scene_presets"], brand_color=settings["brand_color"])
+    presets = inputs["presets"]
+    if inputs["prompt"]:
+        # A one-off prompt from a manual regenerate adds to every scene's own.
+        presets = [dataclasses.replace(p, prompt=f"{p.prompt} {inputs['prompt']}".strip()) for p in presets]
     return RenderPlan(
         cutout=CutoutOptions(
             max_side=min(cutout_settings["max_side"], svc.config.cutout_max_side),
@@ -103,13 +150,14 @@ def _plan(storage: AssetStorage, settings: dict, options: dict, product, referen
         cutout_format=cutout_settings["format"],
         white=cutout_settings["white"],
         presets=presets,
-        references=[storage.get(key) for key in reference_keys],
-        product=ProductInfo(
-            title=product.title, description=product.description, product_type=product.product_type,
-            vendor=product.vendor, tags=tuple(product.tags),
-        ),
-        shop_key=shop_key(shop_id, svc.config.secret_key),
+        references=[storage.get(key) for key in inputs["default_keys"]],
+        preset_references={name: [storage.get(key) for key in keys] for name, keys in inputs["preset_keys"].items()},
+        product=inputs["product"],
+        shop_key=shop_key(inputs["shop_id"], svc.config.secret_key),
+        model=settings["model"],
         max_pixels=svc.config.max_pixels,
+        budget_usd=inputs["budget_left"],
+        concurrency=svc.config.scene_concurrency,
     )
 
 
@@ -147,6 +195,16 @@ def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
             asset.width, asset.height, asset.bytes = made.width, made.height, len(made.data)
             asset.cost_usd = made.cost_usd
             asset.push_status = PushStatus.PENDING if publish_mode == "auto" else PushStatus.HELD
+        for made in result.assets:
+            if made.usage or made.cost_usd:
+                # One priced record per paid call: what the shop's usage page and budget add up.
+                session.add(UsageRecord(
+                    shop_id=render.shop_id, render_id=render.id, provider=made.provider or "unknown",
+                    model=made.model, quality=made.quality,
+                    input_text_tokens=made.usage.get("input_text_tokens", 0),
+                    input_image_tokens=made.usage.get("input_image_tokens", 0),
+                    output_tokens=made.usage.get("output_tokens", 0), cost_usd=made.cost_usd,
+                ))
         render.errors = result.errors
         render.timings = result.timings_ms
         render.status = RenderStatus.PARTIAL if result.errors else RenderStatus.SUCCEEDED

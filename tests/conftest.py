@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from catalog_service.db import upgrade
 from catalog_service.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
+# Test helpers that several test packages share (tests/fakes/) import as top-level modules.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL_DIR = ROOT / "var" / "models"
 SECRET = "test-secret-key-not-for-production"
@@ -128,6 +132,8 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
         "secret_key": SECRET,
         "shopify_api_secret": SHOPIFY_SECRET,
         "allow_private_urls": True,
+        # Explicit, so an OPENAI_API_KEY in the environment never sends a test to OpenAI.
+        "scene_provider": "compositor",
         "testing": True,
         "log_level": "WARNING",
     }

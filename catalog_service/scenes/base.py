@@ -49,6 +49,8 @@ class ScenePreset:
     quality: str = "medium"
     brand_color: str = "#3b6ea5"
     surface: str = "marble"  # marble | wood, for the surface style
+    text: str = ""  # short exact text for the scene (a badge: "NEW", "-20%")
+    text_mode: str = "overlay"  # overlay: drawn by us over the scene; model: rendered by the model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,9 @@ class SceneRequest:
     product: ProductInfo = ProductInfo()
     references: tuple[bytes, ...] = ()
     shop_key: str = ""  # an opaque per-shop id (a hash), never a domain
+    model: str = ""  # the provider's model for this call; "" means the provider's default
+    text: str = ""  # short exact text for the scene (a badge: "NEW", "-20%")
+    text_mode: str = "overlay"  # overlay: we draw it with Pillow (exact, free); model: the model renders it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,3 +88,22 @@ class SceneProvider(Protocol):
     def generate(self, request: SceneRequest) -> SceneResult:
         """Make one scene, or raise ProviderError."""
         ...
+
+    def estimate_cost(self, request: SceneRequest) -> float:
+        """What generate() would cost at most, in USD, before making the call (0 for free providers)."""
+        ...
+
+
+class UnavailableProvider:
+    """Stands in for a provider that cannot be built (no key): every scene is refused with the reason."""
+
+    name = "unavailable"
+
+    def __init__(self, message: str, *, reason: str = "not_configured") -> None:
+        self.message, self.reason = message, reason
+
+    def estimate_cost(self, request: SceneRequest) -> float:
+        return 0.0
+
+    def generate(self, request: SceneRequest) -> SceneResult:
+        raise SceneRefused(self.message, reason=self.reason)

@@ -116,6 +116,10 @@ class CompositorProvider:
 
     name = "compositor"
 
+    def estimate_cost(self, request: SceneRequest) -> float:
+        """Drawing a scene here costs nothing."""
+        return 0.0
+
     def generate(self, request: SceneRequest) -> SceneResult:
         """One JPEG scene for the request, or SceneRefused saying what to change."""
         preset = request.preset
