@@ -67,7 +67,10 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     from webhooks import bp as webhooks_bp
 
+    from .api import bp as api_bp
+
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(api_bp)
 
     @app.errorhandler(HTTPException)
     def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]

@@ -169,6 +169,10 @@ class Asset(TimestampMixin, Base):
     external_id: Mapped[str | None] = mapped_column(String(255))  # the shop's id for it once pushed
     external_url: Mapped[str | None] = mapped_column(Text)
     pushed_at: Mapped[dt.datetime | None]
+    # Refinement keeps every version: a refined scene points at the one it was made from.
+    parent_asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(default=1)
+    instruction: Mapped[str | None] = mapped_column(Text)
 
     render: Mapped[Render] = relationship(back_populates="assets")
 

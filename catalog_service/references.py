@@ -9,6 +9,9 @@ from .imaging.load import load_image
 from .models import ReferenceImage, Shop
 from .storage import AssetStorage
 
+MAX_REFERENCE_IMAGES = 15
+"""Per shop: GPT Image takes 16 input images per call, one of which is the cutout."""
+
 REFERENCE_MAX_SIDE = 2048
 """Reference photos are kept at most this large: scenes never need more, and it strips metadata."""
 

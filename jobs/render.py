@@ -38,7 +38,16 @@ def render_product(render_id: int) -> None:
     """RQ entry point for queue `renders`."""
     svc = services()
     try:
-        _run(render_id)
+        with svc.db.transaction() as session:
+            render = session.get(Render, render_id)
+            refine = render is not None and not render.status.is_finished and "refine" in render.options
+        svc.db.remove()
+        if refine:
+            from .refine import refine_scene
+
+            refine_scene(render_id)
+        else:
+            _run(render_id)
     finally:
         svc.db.remove()
 

@@ -249,5 +249,7 @@ def build_prompt(product: ProductInfo, preset: ScenePreset, *, text: str = "", r
             "covering or touching the product. Check the spelling letter by letter; add no other text."
         )
     else:
-        lines.append("Add no text, captions, watermarks or extra logos to the scene.")
+        lines.append(
+            "Add no text, captions, watermarks or logos to the scene beyond what is printed on the product itself."
+        )
     return "\n".join(lines)

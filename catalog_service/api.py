@@ -1,0 +1,264 @@
+"""The JSON API (/api/v1): renders, reference images, usage, refinement. Bearer API key per shop."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import func, select
+
+from .app import services
+from .http import FetchError, fetch
+from .imaging.errors import ImageRejected
+from .intake import insert_render
+from .models import Asset, AssetKind, ReferenceImage, Render, Shop, UsageRecord, get_for_shop
+from .references import MAX_REFERENCE_IMAGES, add_reference_image
+from .security import hash_api_key
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_MASK_BYTES = 4 * 1024 * 1024
+"""OpenAI's limit for an edit mask."""
+
+
+def require_api_key(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """401 without a valid `Authorization: Bearer <api key>`; sets g.shop."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            abort(401, "Send the shop's API key as `Authorization: Bearer <key>`.")
+        shop = services().db.session().scalar(select(Shop).where(Shop.api_key_hash == hash_api_key(key.strip())))
+        if shop is None or not shop.active:
+            abort(401, "The API key is not valid (or the shop is no longer active).")
+        g.shop = shop
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def own_shop(shop_id: int) -> Shop:
+    """The authenticated shop, which must be the one in the URL."""
+    if shop_id != g.shop.id:
+        abort(403, "This API key belongs to another shop.")
+    return g.shop
+
+
+def owned(model: type, object_id: int) -> Any:
+    row = get_for_shop(services().db.session(), model, object_id, g.shop.id)
+    if row is None:
+        abort(404, f"No {model.__name__.lower()} {object_id} in this shop.")
+    return row
+
+
+def body_errors(exc: ValidationError) -> ResponseReturnValue:
+    return jsonify(error={"code": 400, "message": "The request body is not valid.", "fields": exc.messages}), 400
+
+
+# --- renders ----------------------------------------------------------------------------------------------
+
+
+def render_json(render: Render) -> dict[str, Any]:
+    return {
+        "id": render.id,
+        "shop_id": render.shop_id,
+        "product_id": render.product.external_id,
+        "status": render.status.value,
+        "trigger": render.trigger,
+        "attempts": render.attempts,
+        "error": render.last_error,
+        "scene_errors": render.errors or [],
+        "created_at": render.created_at.isoformat(),
+        "finished_at": render.finished_at.isoformat() if render.finished_at else None,
+        "assets": [asset_json(asset) for asset in render.assets],
+    }
+
+
+def asset_json(asset: Asset) -> dict[str, Any]:
+    return {
+        "id": asset.id, "kind": asset.kind.value, "preset": asset.preset, "width": asset.width,
+        "height": asset.height, "bytes": asset.bytes, "content_type": asset.content_type,
+        "cost_usd": round(asset.cost_usd, 6), "version": asset.version, "parent_asset_id": asset.parent_asset_id,
+        "instruction": asset.instruction, "push_status": asset.push_status.value, "push_error": asset.push_error,
+    }
+
+
+@bp.get("/renders/<int:render_id>")
+@require_api_key
+def get_render(render_id: int) -> ResponseReturnValue:
+    return render_json(owned(Render, render_id))
+
+
+# --- reference images -------------------------------------------------------------------------------------
+
+
+def reference_json(row: ReferenceImage) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "width": row.width, "height": row.height,
+            "content_type": row.content_type, "created_at": row.created_at.isoformat()}
+
+
+@bp.get("/shops/<int:shop_id>/reference-images")
+@require_api_key
+def list_reference_images(shop_id: int) -> ResponseReturnValue:
+    shop = own_shop(shop_id)
+    rows = services().db.session().scalars(
+        select(ReferenceImage).where(ReferenceImage.shop_id == shop.id).order_by(ReferenceImage.id))
+    return {"reference_images": [reference_json(row) for row in rows]}
+
+
+@bp.post("/shops/<int:shop_id>/reference-images")
+@require_api_key
+def add_reference(shop_id: int) -> ResponseReturnValue:
+    """Multipart `file` (and optional `name`), or JSON `{"url": ..., "name": ...}`."""
+    shop = own_shop(shop_id)
+    svc = services()
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            abort(400, "Send the image as the multipart field `file`.")
+        data, name = upload.read(), request.form.get("name") or upload.filename or ""
+    elif request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            abort(400, 'Send JSON {"url": "https://..."} or a multipart `file`.')
+        try:
+            data = fetch(body["url"], max_bytes=svc.config.max_source_bytes,
+                         connect_timeout_s=svc.config.fetch_connect_timeout_s,
+                         read_timeout_s=svc.config.fetch_read_timeout_s,
+                         allow_private=svc.config.allow_private_urls, session=svc.http).data
+        except FetchError as exc:
+            abort(502 if exc.retryable else 400, f"The image could not be downloaded: {exc}")
+        name = str(body.get("name") or "")
+    else:
+        abort(415, "Send multipart/form-data with `file`, or application/json with `url`.")
+    with svc.db.transaction() as session:
+        count = session.scalar(select(func.count()).select_from(ReferenceImage).where(ReferenceImage.shop_id == shop.id))
+        if count >= MAX_REFERENCE_IMAGES:
+            abort(409, f"A shop keeps at most {MAX_REFERENCE_IMAGES} reference images; delete one first.")
+        try:
+            row = add_reference_image(session, svc.storage, shop, data, name=name, max_pixels=svc.config.max_pixels)
+        except ImageRejected as exc:
+            abort(400, str(exc))
+    return reference_json(row), 201
+
+
+@bp.delete("/shops/<int:shop_id>/reference-images/<int:image_id>")
+@require_api_key
+def delete_reference(shop_id: int, image_id: int) -> ResponseReturnValue:
+    own_shop(shop_id)
+    svc = services()
+    with svc.db.transaction() as session:
+        row = get_for_shop(session, ReferenceImage, image_id, g.shop.id)
+        if row is None:
+            abort(404, f"No reference image {image_id} in this shop.")
+        key = row.storage_key
+        session.delete(row)
+        still_used = session.scalar(select(func.count()).select_from(ReferenceImage).where(
+            ReferenceImage.storage_key == key, ReferenceImage.id != image_id))
+    if not still_used:
+        svc.storage.delete(key)
+    return "", 204
+
+
+# --- usage ------------------------------------------------------------------------------------------------
+
+
+@bp.get("/shops/<int:shop_id>/usage")
+@require_api_key
+def usage(shop_id: int) -> ResponseReturnValue:
+    """Spend by month, model and quality, newest month first."""
+    shop = own_shop(shop_id)
+    rows = services().db.session().execute(
+        select(UsageRecord.created_at, UsageRecord.model, UsageRecord.quality, UsageRecord.cost_usd,
+               UsageRecord.input_text_tokens, UsageRecord.input_image_tokens, UsageRecord.output_tokens)
+        .where(UsageRecord.shop_id == shop.id)
+    ).all()
+    # Grouped here rather than in SQL: month truncation differs between SQLite and PostgreSQL.
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.timezone.utc)
+        key = (created.strftime("%Y-%m"), row.model, row.quality)
+        group = groups.setdefault(key, {"month": key[0], "model": key[1], "quality": key[2], "calls": 0,
+                                        "cost_usd": 0.0, "input_text_tokens": 0, "input_image_tokens": 0,
+                                        "output_tokens": 0})
+        group["calls"] += 1
+        group["cost_usd"] += row.cost_usd
+        group["input_text_tokens"] += row.input_text_tokens
+        group["input_image_tokens"] += row.input_image_tokens
+        group["output_tokens"] += row.output_tokens
+    items = sorted(groups.values(), key=lambda g_: (g_["month"], g_["model"], g_["quality"]), reverse=True)
+    for item in items:
+        item["cost_usd"] = round(item["cost_usd"], 6)
+    from .schemas import settings_with_defaults
+
+    this_month = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+    spent = sum(item["cost_usd"] for item in items if item["month"] == this_month)
+    budget = settings_with_defaults(shop.settings)["monthly_budget_usd"]
+    return {"usage": items, "this_month": {"month": this_month, "spent_usd": round(spent, 6), "budget_usd": budget}}
+
+
+# --- refinement -------------------------------------------------------------------------------------------
+
+
+class RefineSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    instruction = fields.String(required=True, validate=validate.Length(min=3, max=1000))
+    mask = fields.String(load_default=None, metadata={"description": "base64 PNG with alpha, transparent where to edit"})
+    rect = fields.List(fields.Integer(validate=validate.Range(min=0)), load_default=None,
+                       validate=validate.Length(equal=4), metadata={"description": "[left, top, right, bottom]"})
+
+    @validates_schema
+    def _one_mask(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data.get("mask") and data.get("rect"):
+            raise ValidationError("Send a mask or a rect, not both.", "rect")
+        rect = data.get("rect")
+        if rect and not (rect[0] < rect[2] and rect[1] < rect[3]):
+            raise ValidationError("The rect must be [left, top, right, bottom] with left < right and top < bottom.",
+                                  "rect")
+
+
+@bp.post("/assets/<int:asset_id>/refine")
+@require_api_key
+def refine(asset_id: int) -> ResponseReturnValue:
+    """A new version of a scene from an instruction (and an optional mask); answered 202, made by a worker."""
+    from jobs.queues import enqueue_render
+
+    asset = owned(Asset, asset_id)
+    if asset.kind != AssetKind.SCENE:
+        abort(400, "Only scenes can be refined; this asset is a " + asset.kind.value + ".")
+    try:
+        body = RefineSchema().load(request.get_json(silent=True) or {})
+    except ValidationError as exc:
+        return body_errors(exc)
+    svc = services()
+    mask_key = None
+    if body["mask"]:
+        try:
+            mask = base64.b64decode(body["mask"], validate=True)
+        except (binascii.Error, ValueError):
+            abort(400, "The mask is not valid base64.")
+        if len(mask) > MAX_MASK_BYTES or not mask.startswith(b"\x89PNG\r\n\x1a\n"):
+            abort(400, "The mask must be a PNG (with alpha, the scene's size) under 4 MB.")
+        mask_key = svc.storage.put(mask, ext="png")
+    elif body["rect"]:
+        left, top, right, bottom = body["rect"]
+        if right > asset.width or bottom > asset.height:
+            abort(400, f"The rect lies outside the {asset.width}x{asset.height} scene.")
+    options = {"refine": {"asset_id": asset.id, "instruction": body["instruction"], "mask_key": mask_key,
+                          "rect": body["rect"]}}
+    with svc.db.transaction() as session:
+        render_id = insert_render(session, asset.shop_id, asset.render.product_id, trigger="refine", options=options)
+    queued = enqueue_render(svc.redis, render_id, timeout_s=svc.config.render_timeout_s)
+    return {"render_id": render_id, "status_url": url_for("api.get_render", render_id=render_id, _external=True),
+            "queued": queued}, 202

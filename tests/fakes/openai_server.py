@@ -1,0 +1,623 @@
+"""A fake OpenAI Images API on loopback, written from the public API reference, for tests of the real client.
+
+    with FakeOpenAI() as fake:
+        with openai.OpenAI(api_key="sk-test", base_url=fake.url + "/v1", max_retries=2) as client:
+            ...
+        fake.requests[0].fields["model"]
+
+Endpoints: `POST /v1/images/edits` (multipart/form-data: one or more `image[]` parts, optional `mask`, the
+other parameters as plain fields) and `POST /v1/images/generations` (JSON). A success answers like the API:
+`{"created", "data": [{"b64_json"}], "usage": {...}, "size", "quality", "output_format", ...}` with a real
+image of the requested size (a flat colour with a dark marker square in the top-left corner) and token counts
+derived from the request. Requests are checked the way the API checks them (model, sizes, quality,
+input_fidelity per model, image count, mask shape) and refused with OpenAI-shaped 400 errors.
+
+Every request is recorded (`fake.requests`). Scripted answers are queued and used one per call, in order:
+`fail(status=429, retry_after=1)`, `fail(status=500)`, `refuse()`, `unauthorized()`, `succeed(usage=...)`,
+`slow(seconds)`. `latency_s` delays every call. Multipart bodies are parsed with the stdlib `email` parser.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import email.parser
+import email.policy
+import hashlib
+import io
+import json
+import math
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+from PIL import ImageDraw
+
+MODERATION_MESSAGE = (
+    "Your request was rejected as a result of our safety system. Your request may contain content that is not "
+    "allowed by our safety system."
+)
+
+# What the fake accepts, from the API reference (openai-python src/openai/types/image_edit_params.py).
+GPT_IMAGE_2_FAMILY = (
+    "gpt-image-2", "gpt-image-2-2026-04-21",
+    "gpt-image-2.5-sunburst", "gpt-image-2.5-sunburst-2026-09-08",
+    "gpt-image-2.5-flare", "gpt-image-2.5-flare-2026-09-08",
+    "gpt-image-2.6-sunburst", "gpt-image-2.6-flare",
+)
+KNOWN_MODELS = (*GPT_IMAGE_2_FAMILY, "gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest")
+SHUT_DOWN_MODELS = ("gpt-image-1", "dall-e-2", "dall-e-3")
+INPUT_FIDELITY = {"gpt-image-1.5": ("high", "low"), "gpt-image-1-mini": ("low",)}
+STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+QUALITIES = ("low", "medium", "high", "auto")
+EXTRA_QUALITIES = {model: ("xhigh", "max") for model in GPT_IMAGE_2_FAMILY if model.startswith("gpt-image-2.5")}
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+MAX_IMAGES = 16
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_MASK_BYTES = 4 * 1024 * 1024
+MAX_PROMPT_CHARS = 32_000
+
+# Believable token counts: output tokens of a 1024x1024 image by quality (scaled by area); input images cost a
+# base plus a per-512px-tile amount, and high input fidelity adds a flat amount.
+OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160, "xhigh": 6240, "max": 8320}
+AUTO_QUALITY = "medium"
+INPUT_IMAGE_BASE_TOKENS = 65
+INPUT_IMAGE_TILE_TOKENS = 129
+HIGH_FIDELITY_TOKENS = {"square": 4160, "other": 6240}
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadedFile:
+    """One file part of a multipart request."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclasses.dataclass
+class RecordedRequest:
+    """What one call sent, and what the fake answered."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    fields: dict[str, Any]
+    images: list[UploadedFile]
+    mask: UploadedFile | None
+    started: float
+    status: int = 0
+    usage: dict[str, Any] | None = None
+    response_size: tuple[int, int] | None = None
+
+    @property
+    def has_authorization(self) -> bool:
+        return bool(self.headers.get("authorization"))
+
+    @property
+    def retry_count(self) -> int:
+        """The client's own count of retries (openai-python sends x-stainless-retry-count)."""
+        return int(self.headers.get("x-stainless-retry-count", "0") or 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scripted:
+    """One scripted answer. status 200 with no body means: a generated image response (usage may be fixed)."""
+
+    status: int = 200
+    body: dict[str, Any] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    delay_s: float = 0.0
+    usage: dict[str, Any] | None = None
+    image_size: tuple[int, int] | None = None
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 type_: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class FakeOpenAI:
+    """The fake server. `start()`/`stop()` or a `with` block; `url` is `http://127.0.0.1:<port>`."""
+
+    def __init__(self, *, latency_s: float = 0.0, image_size: tuple[int, int] | None = None) -> None:
+        self.latency_s = latency_s
+        self.image_size = image_size  # answer with images of this size instead of the requested one
+        self.requests: list[RecordedRequest] = []
+        self.errors: list[str] = []  # tracebacks of bugs in the fake itself; tests may assert it stays empty
+        self._script: deque[Scripted] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> FakeOpenAI:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), _Handler, fake=self)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping on scripted latency
+        server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:  # unblock handlers waiting on an idle keep-alive connection
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()  # joins the handler threads
+        if thread is not None:
+            thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake OpenAI server is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # scripting
+
+    def respond(self, scripted: Scripted, *, times: int = 1) -> None:
+        """Queue `scripted` for the next `times` calls (after anything already queued)."""
+        with self._lock:
+            self._script.extend([scripted] * times)
+
+    def succeed(self, *, usage: dict[str, Any] | None = None, delay_s: float = 0.0,
+                image_size: tuple[int, int] | None = None, times: int = 1) -> None:
+        """A normal image answer, optionally with fixed `usage` numbers, after `delay_s`."""
+        self.respond(Scripted(usage=usage, delay_s=delay_s, image_size=image_size), times=times)
+
+    def slow(self, seconds: float, *, times: int = 1) -> None:
+        """A normal answer that takes `seconds`."""
+        self.succeed(delay_s=seconds, times=times)
+
+    def fail(self, status: int = 500, *, retry_after: float | str | None = None, retry_after_ms: float | None = None,
+             message: str | None = None, code: str | None = None, error_type: str | None = None,
+             headers: dict[str, str] | None = None, delay_s: float = 0.0, times: int = 1) -> None:
+        """An error answer with an OpenAI-shaped body; `retry_after`/`retry_after_ms` set those headers."""
+        defaults = _ERROR_DEFAULTS.get(status, ("The server could not handle the request.", "server_error", None))
+        body = {"error": {
+            "message": message if message is not None else defaults[0],
+            "type": error_type or defaults[1],
+            "param": None,
+            "code": code if code is not None else defaults[2],
+        }}
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["retry-after"] = str(retry_after)
+        if retry_after_ms is not None:
+            extra["retry-after-ms"] = str(retry_after_ms)
+        self.respond(Scripted(status=status, body=body, headers=tuple(extra.items()), delay_s=delay_s), times=times)
+
+    def refuse(self, message: str = MODERATION_MESSAGE, *, times: int = 1) -> None:
+        """The safety system's refusal: 400, code moderation_blocked."""
+        self.fail(400, message=message, code="moderation_blocked", error_type="image_generation_user_error",
+                  times=times)
+
+    def unauthorized(self, *, times: int = 1) -> None:
+        """401 invalid_api_key; the message echoes the key that was sent (worst case for leak tests)."""
+        self.respond(Scripted(status=401, body=None), times=times)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self.requests.clear()
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    # serving (called on handler threads)
+
+    def _next_script(self) -> Scripted | None:
+        with self._lock:
+            return self._script.popleft() if self._script else None
+
+    def _record(self, recorded: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(recorded)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+
+_ERROR_DEFAULTS: dict[int, tuple[str, str, str | None]] = {
+    400: ("Invalid request.", "invalid_request_error", "invalid_value"),
+    403: ("You are not allowed to use this model. Your organization must be verified.", "invalid_request_error",
+          None),
+    404: ("The model does not exist or you do not have access to it.", "invalid_request_error", "model_not_found"),
+    409: ("Another request is updating this resource.", "invalid_request_error", None),
+    429: ("Rate limit reached for images per minute. Please try again in 1s.", "requests", "rate_limit_exceeded"),
+    500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = True  # server_close() joins the handler threads
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, fake: FakeOpenAI) -> None:
+        self.fake = fake
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.fake._lock:
+            self.fake._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):  # a connection closed under us (client timeout, stop())
+            return
+        self.fake.errors.append(traceback.format_exc())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeOpenAI/1.0"
+    timeout = 30  # an idle keep-alive connection is dropped after this many seconds
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._drain()
+        self._send_json(404, {"error": {"message": f"Invalid URL (GET {self.path})", "type": "invalid_request_error",
+                                        "param": None, "code": None}})
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        recorded = RecordedRequest(method="POST", path=self.path, headers=headers, fields={}, images=[], mask=None,
+                                   started=time.monotonic())
+        fake._record(recorded)
+        try:
+            check = self._parse(recorded, body)
+        except _ApiError as exc:
+            self._answer_error(recorded, exc.status, exc.body)
+            return
+        # The order the API works in: authentication, then server-side conditions (scripted), then validation.
+        scripted = fake._next_script() or Scripted()
+        fake._sleep(fake.latency_s + scripted.delay_s)
+        if fake._stopping.is_set():
+            self.close_connection = True
+            return
+        if not recorded.has_authorization:
+            self._answer_error(recorded, 401, _auth_error("You didn't provide an API key."))
+            return
+        if scripted.status == 401:
+            key = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            self._answer_error(recorded, 401, _auth_error(
+                f"Incorrect API key provided: {key}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."))
+            return
+        if scripted.status != 200:
+            self._answer_error(recorded, scripted.status, scripted.body or {}, dict(scripted.headers))
+            return
+        try:
+            check(recorded)
+            answer = self._image_answer(recorded, scripted)
+        except _ApiError as exc:
+            self._answer_error(recorded, exc.status, exc.body)
+            return
+        recorded.status = 200
+        self._send_json(200, answer, dict(scripted.headers))
+
+    # request parsing
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _drain(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+
+    def _parse(self, recorded: RecordedRequest, body: bytes) -> Callable[[RecordedRequest], None]:
+        """Fills `recorded` from the body; returns the endpoint's parameter check, run after authentication."""
+        path = self.path.split("?", 1)[0]
+        content_type = self.headers.get("content-type", "")
+        if path.endswith("/images/edits"):
+            if not content_type.lower().startswith("multipart/form-data"):
+                raise _ApiError(400, "The images/edits endpoint expects multipart/form-data.")
+            self._parse_multipart(recorded, content_type, body)
+            return _check_edit
+        if path.endswith("/images/generations"):
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError:
+                raise _ApiError(400, "We could not parse the JSON body of your request.") from None
+            if not isinstance(data, dict):
+                raise _ApiError(400, "The request body must be a JSON object.")
+            recorded.fields.update(data)
+            return _check_common
+        raise _ApiError(404, f"Invalid URL (POST {path})")
+
+    def _parse_multipart(self, recorded: RecordedRequest, content_type: str, body: bytes) -> None:
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        if not message.is_multipart():
+            raise _ApiError(400, "Could not parse multipart form data.")
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not name:
+                continue
+            payload = part.get_payload(decode=True) or b""
+            filename = part.get_filename()
+            if filename is not None:
+                upload = UploadedFile(field=str(name), filename=filename,
+                                      content_type=part.get_content_type(), data=payload)
+                if name in ("image", "image[]"):
+                    recorded.images.append(upload)
+                elif name == "mask":
+                    recorded.mask = upload
+                else:
+                    recorded.fields[str(name)] = upload
+            else:
+                recorded.fields[str(name)] = payload.decode("utf-8")
+
+    # answers
+
+    def _image_answer(self, recorded: RecordedRequest, scripted: Scripted) -> dict[str, Any]:
+        fake = self.server.fake
+        fields = recorded.fields
+        size = scripted.image_size or fake.image_size or _requested_size(str(fields.get("size") or "auto"))
+        output_format = str(fields.get("output_format") or "png")
+        quality = str(fields.get("quality") or "auto")
+        n = int(fields.get("n") or 1)
+        prompt = str(fields.get("prompt") or "")
+        data = [{"b64_json": base64.b64encode(_render(size, output_format, prompt, index)).decode("ascii")}
+                for index in range(n)]
+        usage = scripted.usage or _usage(recorded, size, quality, n)
+        recorded.usage = usage
+        recorded.response_size = size
+        return {
+            "created": int(time.time()),
+            "background": "opaque",
+            "data": data,
+            "output_format": output_format,
+            "quality": AUTO_QUALITY if quality == "auto" else quality,
+            "size": f"{size[0]}x{size[1]}",
+            "usage": usage,
+        }
+
+    def _answer_error(self, recorded: RecordedRequest, status: int, body: dict[str, Any],
+                      headers: dict[str, str] | None = None) -> None:
+        recorded.status = status
+        self._send_json(status, body, headers)
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout) first
+            self.close_connection = True
+
+
+def _auth_error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+
+
+def _check_common(recorded: RecordedRequest) -> None:
+    """The parameter checks the API makes on both endpoints."""
+    fields = recorded.fields
+    model = str(fields.get("model") or "")
+    if not model:
+        raise _ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    if model in SHUT_DOWN_MODELS:
+        raise _ApiError(400, f"The model '{model}' has been shut down. Use a current GPT image model instead.",
+                        param="model", code="model_not_found")
+    if model not in KNOWN_MODELS:
+        raise _ApiError(404, f"The model '{model}' does not exist or you do not have access to it.",
+                        param="model", code="model_not_found")
+    prompt = str(fields.get("prompt") or "")
+    if not prompt:
+        raise _ApiError(400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _ApiError(400, f"Invalid 'prompt': string too long. Expected a string with maximum length "
+                        f"{MAX_PROMPT_CHARS}, but got a string with length {len(prompt)} instead.",
+                        param="prompt", code="string_above_max_length")
+    size = str(fields.get("size") or "auto")
+    if not _size_ok(model, size):
+        raise _ApiError(400, f"Invalid value: '{size}'. Supported values are: '1024x1024', '1024x1536', "
+                        "'1536x1024', and 'auto'" + (", or WIDTHxHEIGHT in multiples of 16 up to 3840x2160 with an "
+                                                     "aspect ratio between 1:3 and 3:1" if model in
+                                                     GPT_IMAGE_2_FAMILY else "") + ".",
+                        param="size", code="invalid_value")
+    quality = str(fields.get("quality") or "auto")
+    if quality not in QUALITIES + EXTRA_QUALITIES.get(model, ()):
+        raise _ApiError(400, f"Invalid value: '{quality}'. Supported values are: 'low', 'medium', 'high', and 'auto'.",
+                        param="quality", code="invalid_value")
+    output_format = str(fields.get("output_format") or "png")
+    if output_format not in OUTPUT_FORMATS:
+        raise _ApiError(400, f"Invalid value: '{output_format}'. Supported values are: 'png', 'jpeg', and 'webp'.",
+                        param="output_format", code="invalid_value")
+    try:
+        n = int(fields.get("n") or 1)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 10:
+        raise _ApiError(400, "Invalid 'n': must be between 1 and 10.", param="n", code="invalid_value")
+    fidelity = fields.get("input_fidelity")
+    if fidelity is not None and fidelity not in INPUT_FIDELITY.get(model, ()):
+        raise _ApiError(400, f"input_fidelity={fidelity!s} is not supported for model {model}.",
+                        param="input_fidelity", code="invalid_value")
+
+
+def _check_edit(recorded: RecordedRequest) -> None:
+    """The extra checks of /images/edits: image count and size, the mask's format and shape."""
+    _check_common(recorded)
+    if not recorded.images:
+        raise _ApiError(400, "Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+    if len(recorded.images) > MAX_IMAGES:
+        raise _ApiError(400, f"Invalid 'image': too many images. Expected at most {MAX_IMAGES}.", param="image",
+                        code="invalid_value")
+    for upload in recorded.images:
+        if upload.size > MAX_IMAGE_BYTES:
+            raise _ApiError(400, "Invalid 'image': each image must be smaller than 50MB.", param="image")
+        if _decoded_size(upload.data, ("PNG", "JPEG", "WEBP")) is None:
+            raise _ApiError(400, f"Invalid image file or mode for image '{upload.filename}', please check your "
+                            "image file.", param="image", code="invalid_image_format")
+    if recorded.mask is not None:
+        mask = recorded.mask
+        if mask.size > MAX_MASK_BYTES:
+            raise _ApiError(400, "Invalid 'mask': must be smaller than 4MB.", param="mask")
+        try:
+            with Image.open(io.BytesIO(mask.data), formats=("PNG",)) as decoded:
+                mask_size, bands = decoded.size, decoded.getbands()
+                has_alpha = "A" in bands or "transparency" in decoded.info
+        except Exception:
+            raise _ApiError(400, "Invalid 'mask': must be a valid PNG file.", param="mask",
+                            code="invalid_image_format") from None
+        if not has_alpha:
+            raise _ApiError(400, "Invalid 'mask': the mask must have an alpha channel.", param="mask",
+                            code="invalid_image_format")
+        if mask_size != _decoded_size(recorded.images[0].data, ("PNG", "JPEG", "WEBP")):
+            raise _ApiError(400, "Invalid 'mask': the mask and the image must have the same dimensions.",
+                            param="mask", code="invalid_image_format")
+
+
+def _size_ok(model: str, size: str) -> bool:
+    if size in STANDARD_SIZES:
+        return True
+    if model not in GPT_IMAGE_2_FAMILY:
+        return False
+    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", size)
+    if not match:
+        return False
+    width, height = int(match[1]), int(match[2])
+    return (width % 16 == 0 and height % 16 == 0 and 0 < width and 0 < height
+            and max(width, height) <= 3840 and width * height <= 3840 * 2160
+            and max(width, height) <= 3 * min(width, height))
+
+
+def _requested_size(size: str) -> tuple[int, int]:
+    if size == "auto":
+        return (1024, 1024)
+    width, height = size.split("x")
+    return int(width), int(height)
+
+
+def _decoded_size(data: bytes, formats: tuple[str, ...]) -> tuple[int, int] | None:
+    try:
+        with Image.open(io.BytesIO(data), formats=formats) as decoded:
+            return decoded.size
+    except Exception:
+        return None
+
+
+def _render(size: tuple[int, int], output_format: str, prompt: str, index: int) -> bytes:
+    """A flat colour picked from the prompt, with a dark marker square in the top-left corner."""
+    digest = hashlib.sha256(f"{index}:{prompt}".encode()).digest()
+    colour = (64 + digest[0] % 160, 64 + digest[1] % 160, 64 + digest[2] % 160)
+    image = Image.new("RGB", size, colour)
+    side = max(2, min(size) // 8)
+    ImageDraw.Draw(image).rectangle((0, 0, side - 1, side - 1), fill=(20, 20, 20))
+    out = io.BytesIO()
+    image.save(out, OUTPUT_FORMATS[output_format])
+    return out.getvalue()
+
+
+def _usage(recorded: RecordedRequest, size: tuple[int, int], quality: str, n: int) -> dict[str, Any]:
+    """Token counts in the API's shape, derived from the prompt, the input images and the output size."""
+    fields = recorded.fields
+    model = str(fields.get("model"))
+    text_tokens = math.ceil(len(str(fields.get("prompt") or "")) / 4)
+    high_fidelity = fields.get("input_fidelity") == "high" or model in GPT_IMAGE_2_FAMILY
+    image_tokens = 0
+    for upload in recorded.images:
+        width, height = _decoded_size(upload.data, ("PNG", "JPEG", "WEBP")) or (1024, 1024)
+        scale = min(1.0, 2048 / max(width, height))
+        width, height = width * scale, height * scale
+        scale = min(1.0, 768 / min(width, height))
+        tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+        image_tokens += INPUT_IMAGE_BASE_TOKENS + INPUT_IMAGE_TILE_TOKENS * tiles
+        if high_fidelity:
+            image_tokens += HIGH_FIDELITY_TOKENS["square" if width == height else "other"]
+    effective = AUTO_QUALITY if quality == "auto" else quality
+    output_tokens = n * math.ceil(OUTPUT_TOKENS_1024[effective] * size[0] * size[1] / (1024 * 1024))
+    input_tokens = text_tokens + image_tokens
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"image_tokens": image_tokens, "text_tokens": text_tokens},
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "output_tokens_details": {"image_tokens": output_tokens, "text_tokens": 0},
+    }

@@ -1,0 +1,203 @@
+"""The JSON API: bearer keys, shop scoping, reference images, usage, render status, refinement requests."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from catalog_service.models import Asset, AssetKind, Product, ReferenceImage, Render, RenderStatus, UsageRecord
+from catalog_service.shops import create_shop
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def png(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (20, 120, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def api(app, client, shop):  # type: ignore[no-untyped-def]
+    """A client that sends the shop's bearer key."""
+    shop_id, api_key, _secret = shop
+
+    class Api:
+        id = shop_id
+
+        def __getattr__(self, method):  # type: ignore[no-untyped-def]
+            def call(path, **kwargs):  # type: ignore[no-untyped-def]
+                headers = {"Authorization": f"Bearer {api_key}", **kwargs.pop("headers", {})}
+                return getattr(client, method)(path, headers=headers, **kwargs)
+            return call
+
+    return Api()
+
+
+def test_no_key_is_401_and_a_wrong_key_is_401(client, shop) -> None:
+    """Every API route wants the shop's bearer key."""
+    shop_id = shop[0]
+    assert client.get(f"/api/v1/shops/{shop_id}/usage").status_code == 401
+    response = client.get(f"/api/v1/shops/{shop_id}/usage", headers={"Authorization": "Bearer cs_wrong"})
+    assert response.status_code == 401 and "API key" in response.get_json()["error"]["message"]
+
+
+def test_one_shops_key_cannot_read_another_shop(app, api) -> None:
+    """Shop A's key on shop B's URLs: 403; on B's render: 404 (it does not exist for A)."""
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            other, _, _ = create_shop(session, platform="generic", domain="other.example.com")
+            product = Product(shop_id=other.id, external_id="9")
+            session.add(product)
+            session.flush()
+            render = Render(shop_id=other.id, product_id=product.id)
+            session.add(render)
+            session.flush()
+            other_id, render_id = other.id, render.id
+    assert api.get(f"/api/v1/shops/{other_id}/reference-images").status_code == 403
+    assert api.get(f"/api/v1/renders/{render_id}").status_code == 404
+
+
+def test_reference_images_upload_list_delete(app, api) -> None:
+    """A merchant uploads a photo, sees it listed with its size, and deletes it; the file goes too."""
+    response = api.post(f"/api/v1/shops/{api.id}/reference-images",
+                        data={"file": (io.BytesIO((FIXTURES / "rocket.jpg").read_bytes()), "launch.jpg")},
+                        content_type="multipart/form-data")
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert (created["width"], created["height"], created["name"]) == (640, 427, "launch.jpg")
+    listed = api.get(f"/api/v1/shops/{api.id}/reference-images").get_json()["reference_images"]
+    assert [row["id"] for row in listed] == [created["id"]]
+    with app.app_context():
+        key = app.extensions["catalog_db"].session().get(ReferenceImage, created["id"]).storage_key
+    assert api.delete(f"/api/v1/shops/{api.id}/reference-images/{created['id']}").status_code == 204
+    assert not app.extensions["catalog"].storage.exists(key)
+    assert api.delete(f"/api/v1/shops/{api.id}/reference-images/{created['id']}").status_code == 404
+
+
+def test_reference_image_by_url(api, image_server) -> None:
+    """JSON {"url"} downloads through the guarded fetcher."""
+    url = image_server.serve("/ref.png", png((300, 200)))
+    response = api.post(f"/api/v1/shops/{api.id}/reference-images", json={"url": url, "name": "kitchen"})
+    assert response.status_code == 201 and response.get_json()["width"] == 300
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"data": {"file": (io.BytesIO(b"<html>no</html>"), "x.jpg")}, "content_type": "multipart/form-data"}, 400, "web page"),
+        ({"data": {"file": (io.BytesIO(png()[:40]), "x.png")}, "content_type": "multipart/form-data"}, 400, "damaged"),
+        ({"data": {}, "content_type": "multipart/form-data"}, 400, "`file`"),
+        ({"json": {"nope": 1}}, 400, "url"),
+        ({"data": b"raw", "content_type": "image/png"}, 415, "multipart"),
+    ],
+)
+def test_bad_reference_images_are_refused_with_a_reason(app, api, kwargs, status: int, message: str) -> None:
+    """Not an image, a truncated one, a missing field, a wrong body: a clear 4xx and nothing stored."""
+    response = api.post(f"/api/v1/shops/{api.id}/reference-images", **kwargs)
+    assert response.status_code == status
+    assert message in response.get_json()["error"]["message"]
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().scalars(select(ReferenceImage)).all() == []
+
+
+def test_reference_url_to_a_missing_image_is_400(api, image_server) -> None:
+    """A URL that 404s is the merchant's to fix."""
+    response = api.post(f"/api/v1/shops/{api.id}/reference-images", json={"url": image_server.base + "/gone.png"})
+    assert response.status_code == 400 and "could not be downloaded" in response.get_json()["error"]["message"]
+
+
+def test_usage_is_grouped_by_month_model_and_quality(app, api) -> None:
+    """Spend adds up per month, model and quality, with this month's budget beside it."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            for model, quality, cost, when in [
+                ("gpt-image-2", "medium", 0.05, now), ("gpt-image-2", "medium", 0.07, now),
+                ("gpt-image-2", "high", 0.20, now), ("gpt-image-1-mini", "low", 0.01, now - dt.timedelta(days=62)),
+            ]:
+                session.add(UsageRecord(shop_id=api.id, provider="openai", model=model, quality=quality,
+                                        cost_usd=cost, output_tokens=100, created_at=when))
+    body = api.get(f"/api/v1/shops/{api.id}/usage").get_json()
+    this_month = [g for g in body["usage"] if g["month"] == now.strftime("%Y-%m")]
+    assert {(g["model"], g["quality"], g["calls"], round(g["cost_usd"], 2)) for g in this_month} == {
+        ("gpt-image-2", "medium", 2, 0.12), ("gpt-image-2", "high", 1, 0.20)}
+    assert len(body["usage"]) == 3
+    assert round(body["this_month"]["spent_usd"], 2) == 0.32 and body["this_month"]["budget_usd"] == 20.0
+
+
+def make_scene(app, shop_id: int) -> int:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        storage = app.extensions["catalog"].storage
+        with app.extensions["catalog_db"].transaction() as session:
+            product = Product(shop_id=shop_id, external_id="1")
+            session.add(product)
+            session.flush()
+            render = Render(shop_id=shop_id, product_id=product.id, status=RenderStatus.SUCCEEDED)
+            session.add(render)
+            session.flush()
+            asset = Asset(shop_id=shop_id, render_id=render.id, kind=AssetKind.SCENE, preset="studio",
+                          storage_key=storage.put(png((64, 48)), ext="png"), content_type="image/png",
+                          width=64, height=48, bytes=10)
+            session.add(asset)
+            session.flush()
+            return asset.id
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "instruction"),
+        ({"instruction": "x"}, "instruction"),
+        ({"instruction": "make it warmer", "rect": [10, 10, 5, 20]}, "rect"),
+        ({"instruction": "make it warmer", "rect": [1, 2, 3]}, "rect"),
+        ({"instruction": "make it warmer", "extra": True}, "extra"),
+    ],
+)
+def test_refine_validates_its_body(app, api, body: dict, field: str) -> None:
+    """Bad refinement requests get 400 with the field named."""
+    asset_id = make_scene(app, api.id)
+    response = api.post(f"/api/v1/assets/{asset_id}/refine", json=body)
+    assert response.status_code == 400 and field in response.get_json()["error"]["fields"]
+
+
+def test_refine_with_the_compositor_fails_with_a_reason(app, api, redis) -> None:
+    """Refinement is queued (202) and, without OpenAI, the render fails saying what to choose."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from jobs.queues import ALL_QUEUES, get_queue
+
+    asset_id = make_scene(app, api.id)
+    response = api.post(f"/api/v1/assets/{asset_id}/refine", json={"instruction": "add a sprig of mint",
+                                                                   "rect": [8, 8, 32, 32]})
+    assert response.status_code == 202
+    render_id = response.get_json()["render_id"]
+    with app.app_context():
+        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(burst=True)
+    status = api.get(f"/api/v1/renders/{render_id}").get_json()
+    assert status["status"] == "failed" and "OpenAI provider" in status["error"]
+
+
+def test_render_status_shows_scene_errors(app, api) -> None:
+    """A partial render tells which scene failed and why."""
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            product = Product(shop_id=api.id, external_id="3")
+            session.add(product)
+            session.flush()
+            render = Render(shop_id=api.id, product_id=product.id, status=RenderStatus.PARTIAL,
+                            errors=[{"preset": "outdoor", "reason": "content_policy", "message": "refused"}])
+            session.add(render)
+            session.flush()
+            render_id = render.id
+    body = api.get(f"/api/v1/renders/{render_id}").get_json()
+    assert body["status"] == "partial" and body["scene_errors"][0]["reason"] == "content_policy"
