@@ -89,18 +89,20 @@ def test_reference_image_by_url(api, image_server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status", "message"),
+    ("make_kwargs", "status", "message"),
     [
-        ({"data": {"file": (io.BytesIO(b"<html>no</html>"), "x.jpg")}, "content_type": "multipart/form-data"}, 400, "web page"),
-        ({"data": {"file": (io.BytesIO(png()[:40]), "x.png")}, "content_type": "multipart/form-data"}, 400, "damaged"),
-        ({"data": {}, "content_type": "multipart/form-data"}, 400, "`file`"),
-        ({"json": {"nope": 1}}, 400, "url"),
-        ({"data": b"raw", "content_type": "image/png"}, 415, "multipart"),
+        (lambda: {"data": {"file": (io.BytesIO(b"<html>no</html>"), "x.jpg")}, "content_type": "multipart/form-data"},
+         400, "web page"),
+        (lambda: {"data": {"file": (io.BytesIO(png()[:40]), "x.png")}, "content_type": "multipart/form-data"},
+         400, "damaged"),
+        (lambda: {"data": {}, "content_type": "multipart/form-data"}, 400, "`file`"),
+        (lambda: {"json": {"nope": 1}}, 400, "url"),
+        (lambda: {"data": b"raw", "content_type": "image/png"}, 415, "multipart"),
     ],
 )
-def test_bad_reference_images_are_refused_with_a_reason(app, api, kwargs, status: int, message: str) -> None:
+def test_bad_reference_images_are_refused_with_a_reason(app, api, make_kwargs, status: int, message: str) -> None:
     """Not an image, a truncated one, a missing field, a wrong body: a clear 4xx and nothing stored."""
-    response = api.post(f"/api/v1/shops/{api.id}/reference-images", **kwargs)
+    response = api.post(f"/api/v1/shops/{api.id}/reference-images", **make_kwargs())
     assert response.status_code == status
     assert message in response.get_json()["error"]["message"]
     with app.app_context():

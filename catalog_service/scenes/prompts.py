@@ -253,3 +253,18 @@ def build_prompt(product: ProductInfo, preset: ScenePreset, *, text: str = "", r
             "Add no text, captions, watermarks or logos to the scene beyond what is printed on the product itself."
         )
     return "\n".join(lines)
+
+
+MAX_INSTRUCTION_CHARS = 4000
+"""Longest refine instruction, in characters, a merchant may give."""
+
+
+def build_refine_prompt(instruction: str, *, masked: bool = False) -> str:
+    """The prompt to refine an existing scene: the merchant's instruction, then keep-everything-else-unchanged."""
+    where = " inside the transparent area of the mask" if masked else ""
+    return (
+        f"Edit this product photograph{where}: {_collapse(instruction)}\n"
+        "Change only what the instruction asks for. Keep everything else unchanged: the same composition, "
+        "framing, background, lighting and colours. Keep the product unchanged - its shape, proportions, colours, "
+        "materials, label text and logo exactly as they are. Keep it a photorealistic product photograph."
+    )
