@@ -97,7 +97,8 @@ class Config:
     fetch_read_timeout_s: float = 20.0
     cutout_max_side: int = 2048
     scene_size: str = "1536x1024"
-    render_timeout_s: int = 600
+    # A render may wait on several GPT Image calls, each retried with backoff: give it room.
+    render_timeout_s: int = 1800
     push_timeout_s: int = 300
     folder_store_dir: str = ""  # default derived from var_dir
     log_level: str = "INFO"
@@ -165,6 +166,13 @@ class Config:
             raise ConfigError("CATALOG_SCENE_CONCURRENCY must be between 1 and 16")
         if not 0 <= self.openai_max_retries <= 10:
             raise ConfigError("CATALOG_OPENAI_MAX_RETRIES must be between 0 and 10")
+        from .scenes.pricing import PriceTable
+
+        try:
+            prices = PriceTable.from_json(self.openai_prices or "{}")
+            prices.price(self.openai_model)
+        except ValueError as exc:
+            raise ConfigError(f"CATALOG_OPENAI_PRICES / CATALOG_OPENAI_MODEL: {exc}") from None
 
     def scene_dimensions(self) -> tuple[int, int]:
         try:

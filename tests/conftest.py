@@ -134,6 +134,8 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
         "allow_private_urls": True,
         # Explicit, so an OPENAI_API_KEY in the environment never sends a test to OpenAI.
         "scene_provider": "compositor",
+        "openai_max_retries": 2,
+        "openai_timeout_s": 20.0,
         "testing": True,
         "log_level": "WARNING",
     }

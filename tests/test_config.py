@@ -37,6 +37,8 @@ def test_environment_is_parsed_with_types() -> None:
         ({"CATALOG_SCENE_PROVIDER": "dall-e"}, "CATALOG_SCENE_PROVIDER"),
         ({"CATALOG_STORAGE_URL": "ftp://x"}, "CATALOG_STORAGE_URL"),
         ({"CATALOG_SCENE_SIZE": "big"}, "CATALOG_SCENE_SIZE"),
+        ({"CATALOG_OPENAI_MODEL": "dall-e-9"}, "CATALOG_OPENAI_MODEL"),
+        ({"CATALOG_OPENAI_PRICES": "{not json"}, "CATALOG_OPENAI_PRICES"),
     ],
 )
 def test_bad_values_stop_startup_with_the_variable_named(environ: dict[str, str], message: str) -> None:

@@ -260,8 +260,9 @@ def _fit(im: Image.Image, max_side: int | None) -> Image.Image:
         size = (max_side, max(1, round(height * max_side / width)))
     else:
         size = (max(1, round(width * max_side / height)), max_side)
-    # reducing_gap: a fast integer reduce() does the bulk, LANCZOS the last factor of 3 or less; Pillow documents
-    # the result as indistinguishable from LANCZOS all the way, at a fraction of the time for a 12 MP source.
+    # reducing_gap: when shrinking by 3x or more, a fast integer reduce() does the bulk and LANCZOS the last
+    # factor of 3 or less (Pillow documents it as indistinguishable). Below 3x it does nothing: there the
+    # JPEG draft (see draft_slack in load_image) is what avoids a full-size resample.
     return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 

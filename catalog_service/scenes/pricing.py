@@ -118,7 +118,9 @@ class PriceTable:
         tokens are priced as image input (the dearer bucket). All output tokens are priced as output.
         """
         price = self.price(model)
-        details = usage.get("input_tokens_details") or {}
+        details = usage.get("input_tokens_details")
+        if details is None:
+            details = {}
         if not isinstance(details, Mapping):
             raise ValueError("usage.input_tokens_details must be an object")
         image = details.get("image_tokens", usage.get("input_image_tokens"))

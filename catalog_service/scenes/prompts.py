@@ -199,7 +199,7 @@ def _subject(product: ProductInfo) -> str:
     line = f"Subject: {name}, {what}" + (f" by {vendor}" if vendor else "") + ", shown in the first input image."
     description = _truncate(strip_html(product.description), MAX_DESCRIPTION_CHARS)
     if description:
-        line += f" About the product: {description}"
+        line += f" About the product: {description}" + ("" if description.endswith((".", "!", "?", "…")) else ".")
     tags = [_collapse(tag) for tag in product.tags]
     tags = [tag for tag in tags if tag][:MAX_TAGS]
     if tags:
@@ -208,8 +208,8 @@ def _subject(product: ProductInfo) -> str:
 
 
 def _spelled(text: str) -> str:
-    """Each word spelled out letter by letter, words separated by ' / ', e.g. 'S-A-L-E / 2-0-%'."""
-    return " / ".join("-".join(word) for word in text.split(" "))
+    """Each word spelled out character by character, words separated by ' / ', e.g. 'S A L E / - 2 0 %'."""
+    return " / ".join(" ".join(word) for word in text.split(" "))
 
 
 def build_prompt(product: ProductInfo, preset: ScenePreset, *, text: str = "", references: int = 0) -> str:

@@ -121,7 +121,8 @@ class RecordedRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Scripted:
-    """One scripted answer. status 200 with no body means: a generated image response (usage may be fixed)."""
+    """One scripted answer. Status 200 without a body: a generated image answer (`usage` may fix its numbers);
+    with a body: that body, as is."""
 
     status: int = 200
     body: dict[str, Any] | None = None
@@ -350,6 +351,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if scripted.status != 200:
             self._answer_error(recorded, scripted.status, scripted.body or {}, dict(scripted.headers))
+            return
+        if scripted.body is not None:  # a scripted 200 body, sent as is (e.g. a malformed answer)
+            recorded.status = 200
+            self._send_json(200, scripted.body, dict(scripted.headers))
             return
         try:
             check(recorded)

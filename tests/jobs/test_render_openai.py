@@ -1,0 +1,139 @@
+"""Renders with GPT Image scenes, against the fake OpenAI server on loopback: concurrency, refusals,
+budget, usage records, refinement."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from sqlalchemy import func, select
+
+from catalog_service.models import Asset, AssetKind, Render, RenderStatus, Shop, UsageRecord
+from catalog_service.schemas import settings_with_defaults
+from fakes.openai_server import FakeOpenAI
+from jobs.queues import ALL_QUEUES, get_queue
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SCENES = ["kitchen-counter", "outdoor", "flat-lay"]
+
+
+@pytest.fixture
+def fake_openai(monkeypatch):  # type: ignore[no-untyped-def]
+    with FakeOpenAI() as fake:
+        # The openai library reads these itself, as it does in production.
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+        yield fake
+
+
+@pytest.fixture
+def openai_shop(app, shop):  # type: ignore[no-untyped-def]
+    """The test shop switched to GPT Image with three prompt presets."""
+    def configure(**changes):  # type: ignore[no-untyped-def]
+        with app.app_context():
+            with app.extensions["catalog_db"].transaction() as session:
+                row = session.get(Shop, shop[0])
+                row.settings = settings_with_defaults(
+                    {**row.settings, "provider": "openai", "scene_presets": SCENES, **changes})
+    configure()
+    return configure
+
+
+def work(app, redis) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    with app.app_context():
+        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
+            burst=True)
+    return time.perf_counter() - started
+
+
+def send_product(webhooks, image_server) -> int:  # type: ignore[no-untyped-def]
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    body = webhooks.send("product.created", {"id": 5, "title": "Espresso cup", "images": [{"id": 1, "src": src}]})
+    return body.get_json()["render_id"]
+
+
+def load(app, render_id: int) -> Render:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        render = app.extensions["catalog_db"].session().get(Render, render_id)
+        render.assets
+        return render
+
+
+@pytest.mark.slow
+def test_three_scenes_with_one_second_latency_finish_together(
+        app, redis, webhooks, image_server, model_session, fake_openai, openai_shop) -> None:
+    """Each GPT Image call takes a second; the three scenes of a render run at once, not one after another."""
+    fake_openai.latency_s = 1.0
+    render_id = send_product(webhooks, image_server)
+    elapsed = work(app, redis)
+    render = load(app, render_id)
+    assert render.status == RenderStatus.SUCCEEDED, render.last_error
+    assert sorted(a.preset for a in render.assets if a.kind == AssetKind.SCENE) == sorted(SCENES)
+    assert all(render.timings[f"scene:{name}"] >= 1000 for name in SCENES)
+    assert elapsed < 2.9, f"three 1 s scenes took {elapsed:.2f} s in all: not concurrent"
+    edits = [r for r in fake_openai.requests if r.path.endswith("/images/edits")]
+    assert len(edits) == 3
+    assert {r.fields["model"] for r in edits} == {"gpt-image-2"}
+    assert all("Espresso cup" in r.fields["prompt"] for r in edits)
+
+
+@pytest.mark.slow
+def test_refused_scene_makes_a_partial_render_and_the_rest_ships(
+        app, redis, webhooks, image_server, model_session, fake_openai, openai_shop, client, shop) -> None:
+    """One scene is refused by the safety system: the cutout and the other scenes ship; the reason is in the API."""
+    fake_openai.refuse()
+    render_id = send_product(webhooks, image_server)
+    work(app, redis)
+    render = load(app, render_id)
+    assert render.status == RenderStatus.PARTIAL
+    assert [e["reason"] for e in render.errors] == ["content_policy"]
+    kinds = sorted(a.kind.value for a in render.assets)
+    assert kinds == ["cutout", "scene", "scene", "white"]
+    api = client.get(f"/api/v1/renders/{render_id}", headers={"Authorization": f"Bearer {shop[1]}"}).get_json()
+    assert api["status"] == "partial" and api["scene_errors"][0]["reason"] == "content_policy"
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        records = session.scalars(select(UsageRecord)).all()
+        assert len(records) == 2 and all(r.cost_usd > 0 and r.output_tokens > 0 for r in records)
+        assert round(sum(r.cost_usd for r in records), 9) == round(sum(a.cost_usd for a in render.assets), 9)
+
+
+@pytest.mark.slow
+def test_budget_stops_calls_before_they_are_made(
+        app, redis, webhooks, image_server, model_session, fake_openai, openai_shop) -> None:
+    """A shop whose monthly budget is spent gets its cutout, and no OpenAI call is made."""
+    openai_shop(monthly_budget_usd=0.0001)
+    render_id = send_product(webhooks, image_server)
+    work(app, redis)
+    render = load(app, render_id)
+    assert fake_openai.calls == 0
+    assert render.status == RenderStatus.PARTIAL
+    assert {e["reason"] for e in render.errors} == {"budget"}
+    assert sorted(a.kind.value for a in render.assets) == ["cutout", "white"]
+
+
+@pytest.mark.slow
+def test_refine_makes_a_linked_second_version_with_the_mask(
+        app, redis, webhooks, image_server, model_session, fake_openai, openai_shop, client, shop) -> None:
+    """A merchant refines a scene inside a rectangle: version 2, linked to version 1, the mask sent to OpenAI."""
+    render_id = send_product(webhooks, image_server)
+    work(app, redis)
+    scene = next(a for a in load(app, render_id).assets if a.kind == AssetKind.SCENE)
+    before = len(fake_openai.requests)
+    response = client.post(f"/api/v1/assets/{scene.id}/refine", headers={"Authorization": f"Bearer {shop[1]}"},
+                           json={"instruction": "add a sprig of mint beside the cup", "rect": [0, 0, 200, 100]})
+    assert response.status_code == 202
+    work(app, redis)
+    refined_render = load(app, response.get_json()["render_id"])
+    assert refined_render.status == RenderStatus.SUCCEEDED, refined_render.last_error
+    (refined,) = refined_render.assets
+    assert (refined.parent_asset_id, refined.version, refined.preset) == (scene.id, 2, scene.preset)
+    call = fake_openai.requests[before]
+    assert call.mask is not None and "sprig of mint" in call.fields["prompt"]
+    with app.app_context():
+        count = app.extensions["catalog_db"].session().scalar(select(func.count()).select_from(Asset))
+    assert count == len(load(app, render_id).assets) + 1
