@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from PIL import Image
@@ -103,3 +106,27 @@ def test_not_an_image_fails_the_render_with_a_reason(app, redis, webhooks, image
     render = load_render(app, render_id)
     assert render.status == RenderStatus.FAILED and render.last_error
     assert render.assets == []
+
+
+@pytest.mark.slow
+def test_shop_preset_with_exact_text_gets_a_drawn_badge(app, redis, webhooks, image_server, model_session, shop) -> None:
+    """A shop's own preset carrying "NEW" comes out with the badge drawn in its corner."""
+    from catalog_service.imaging.overlay import BADGE_FILL
+    from catalog_service.models import Shop
+    from catalog_service.schemas import settings_with_defaults
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            row = session.get(Shop, shop[0])
+            row.settings = settings_with_defaults({**row.settings, "scene_presets": ["launch"], "presets": [
+                {"name": "launch", "style": "studio", "size": "1024x1024", "text": "NEW"}]})
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
+    work(app, redis)
+    render = load_render(app, render_id)
+    (scene,) = [a for a in render.assets if a.kind == AssetKind.SCENE]
+    assert (scene.preset, scene.width, scene.height) == ("launch", 1024, 1024)
+    with Image.open(io.BytesIO(app.extensions["catalog"].storage.get(scene.storage_key))) as image:
+        corner = image.convert("RGB").crop((0, 0, 200, 120))
+        pixels = np.asarray(corner).astype(int)
+        assert (abs(pixels - BADGE_FILL) < 25).all(axis=2).any()
