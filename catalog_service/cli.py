@@ -136,7 +136,9 @@ def renders_list(shop_id: int | None, product_id: str | None, limit: int, as_jso
             query = query.where(Render.shop_id == shop_id)
         if product_id is not None:
             query = query.where(Product.external_id == product_id)
-        rows = [render_summary(render) for render in session().scalars(query)]
+        from .api import render_json
+
+        rows = [render_json(render) for render in session().scalars(query)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -148,23 +150,6 @@ def renders_list(shop_id: int | None, product_id: str | None, limit: int, as_jso
         assets = ", ".join(f"{a['kind']}{'/' + a['preset'] if a['preset'] else ''}" for a in row["assets"])
         click.echo(f"{row['id']:>5}  {row['shop_id']:>4}  {row['product_id']:<16} {row['status']:<10} "
                    f"{assets[:40]:<40} {row['error'] or ''}")
-
-
-def render_summary(render) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "id": render.id,
-        "shop_id": render.shop_id,
-        "product_id": render.product.external_id,
-        "status": render.status.value,
-        "trigger": render.trigger,
-        "error": render.last_error,
-        "created_at": render.created_at.isoformat(),
-        "assets": [
-            {"id": a.id, "kind": a.kind.value, "preset": a.preset, "width": a.width, "height": a.height,
-             "bytes": a.bytes, "storage_key": a.storage_key, "push_status": a.push_status.value}
-            for a in render.assets
-        ],
-    }
 
 
 @main.group()

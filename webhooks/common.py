@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import abort, jsonify, request
 from flask.typing import ResponseReturnValue
-from marshmallow import ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
@@ -19,10 +19,45 @@ from catalog_service import intake
 from catalog_service.app import services
 from catalog_service.intake import IntakeResult
 from catalog_service.models import Shop
-from catalog_service.schemas import ProductEvent
+from catalog_service.schemas import ImageRef, ProductEvent, image_id
 from jobs.queues import enqueue_render
 
 log = logging.getLogger(__name__)
+
+# Platform ids are 64-bit integers; anything larger is not an id (and would not fit our columns).
+MAX_ID = 2**63 - 1
+
+
+class PlatformImageSchema(Schema):
+    """An image as Shopify and WooCommerce send it: a numeric id, a URL, alt text."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
+    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
+
+
+class DeletedSchema(Schema):
+    """The body of a product delete on both platforms: `{"id": N}`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+DELETED = DeletedSchema()
+
+
+def image_refs(images: list[dict[str, Any]] | None) -> tuple[ImageRef, ...]:
+    """Loaded platform images as normalised references, in the shop's order."""
+    return tuple(
+        ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
+        for i, image in enumerate(images or [])
+    )
+
 
 MAX_JSON_DEPTH = 64
 """Deeper JSON than this is refused: no product payload nests that far, and recursion has a limit."""

@@ -11,11 +11,11 @@ from sqlalchemy.orm import undefer
 
 from catalog_service.app import services
 from catalog_service.models import Platform, Shop
-from catalog_service.schemas import ImageRef, ProductEvent, image_id, product_id
+from catalog_service.schemas import ProductEvent, product_id
 from catalog_service.security import verify_hex_signature
 
 from . import bp
-from .common import accept_event, invalid, json_body, require_content_type
+from .common import accept_event, image_refs, invalid, json_body, require_content_type
 
 SIGNATURE_HEADER = "X-Catalog-Signature"
 DELIVERY_HEADER = "X-Catalog-Delivery-Id"
@@ -77,10 +77,7 @@ def parse_event(body: Any) -> ProductEvent:
         product_type=product["product_type"],
         vendor=product["vendor"],
         tags=tuple(product["tags"]),
-        images=tuple(
-            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
-            for i, image in enumerate(product["images"])
-        ),
+        images=image_refs(product["images"]),
     )
 
 

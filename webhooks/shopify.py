@@ -17,28 +17,17 @@ from catalog_service import intake
 from catalog_service.app import services
 from catalog_service.intake import IntakeResult
 from catalog_service.models import Platform, Shop
-from catalog_service.schemas import ImageRef, ProductEvent, image_id
+from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
 from . import bp
-from .common import accept_event, invalid, json_body, require_content_type, run_intake
+from .common import (
+    DELETED, MAX_ID, PlatformImageSchema, accept_event, image_refs, invalid, json_body, require_content_type, run_intake,
+)
 
 PRODUCT_TOPICS = {"products/create": "create", "products/update": "update", "products/delete": "delete"}
 PRIVACY_TOPICS = {"customers/data_request", "customers/redact", "shop/redact"}
 UNINSTALLED = "app/uninstalled"
-
-# Platform ids are 64-bit integers; anything larger is not an id (and would not fit our columns).
-MAX_ID = 2**63 - 1
-
-
-class ImageSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.Integer(load_default=None, allow_none=True, strict=False)
-    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
-    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
-
 
 class ProductSchema(Schema):
     """The REST product object as webhooks carry it; fields we do not use (variants, media, ...) pass."""
@@ -52,18 +41,10 @@ class ProductSchema(Schema):
     vendor = fields.String(load_default="", allow_none=True, validate=validate.Length(max=255))
     product_type = fields.String(load_default="", allow_none=True, validate=validate.Length(max=255))
     tags = fields.String(load_default="", allow_none=True, validate=validate.Length(max=100_000))
-    images = fields.List(fields.Nested(ImageSchema), load_default=list, allow_none=True,
+    images = fields.List(fields.Nested(PlatformImageSchema), load_default=list, allow_none=True,
                          validate=validate.Length(max=250))
 
 
-class DeletedSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
-
-
-_DELETED = DeletedSchema()
 _PRODUCT = ProductSchema()
 
 
@@ -71,7 +52,7 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
     """Normalise a products/* payload. Raises ValidationError with per-field messages."""
     action = PRODUCT_TOPICS[topic]
     if action == "delete":
-        return ProductEvent(action="delete", product_id=str(_DELETED.load(payload)["id"]))
+        return ProductEvent(action="delete", product_id=str(DELETED.load(payload)["id"]))
     data = _PRODUCT.load(payload)
     tags = tuple(tag.strip() for tag in (data["tags"] or "").split(",") if tag.strip())
     return ProductEvent(
@@ -82,10 +63,7 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
         product_type=data["product_type"] or "",
         vendor=data["vendor"] or "",
         tags=tags[:250],
-        images=tuple(
-            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
-            for i, image in enumerate(data["images"] or [])
-        ),
+        images=image_refs(data["images"]),
     )
 
 

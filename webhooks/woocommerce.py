@@ -16,28 +16,17 @@ from sqlalchemy.orm import undefer
 
 from catalog_service.app import services
 from catalog_service.models import Platform, Shop
-from catalog_service.schemas import ImageRef, ProductEvent, image_id
+from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
 from . import bp
-from .common import accept_event, body_key, invalid, json_body, require_content_type
+from .common import (
+    DELETED, MAX_ID, PlatformImageSchema, accept_event, body_key, image_refs, invalid, json_body, require_content_type,
+)
 
 TOPICS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete",
           "product.restored": "update"}
 _PING = re.compile(rb"^webhook_id=\d{1,20}$")
-
-# Platform ids are 64-bit integers; anything larger is not an id (and would not fit our columns).
-MAX_ID = 2**63 - 1
-
-
-class ImageSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.Integer(load_default=None, allow_none=True, strict=False)
-    src = fields.Url(required=True, schemes={"http", "https"}, validate=validate.Length(max=2048))
-    alt = fields.String(load_default="", allow_none=True, validate=validate.Length(max=1000))
-
 
 class TermSchema(Schema):
     class Meta:
@@ -58,17 +47,9 @@ class ProductSchema(Schema):
     short_description = fields.String(load_default="", allow_none=True, validate=validate.Length(max=100_000))
     categories = fields.List(fields.Nested(TermSchema), load_default=list, validate=validate.Length(max=250))
     tags = fields.List(fields.Nested(TermSchema), load_default=list, validate=validate.Length(max=250))
-    images = fields.List(fields.Nested(ImageSchema), load_default=list, validate=validate.Length(max=250))
+    images = fields.List(fields.Nested(PlatformImageSchema), load_default=list, validate=validate.Length(max=250))
 
 
-class DeletedSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID))
-
-
-_DELETED = DeletedSchema()
 _PRODUCT = ProductSchema()
 
 
@@ -76,7 +57,7 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
     """Normalise a product.* payload. Raises ValidationError with per-field messages."""
     action = TOPICS[topic]
     if action == "delete":
-        return ProductEvent(action="delete", product_id=str(_DELETED.load(payload)["id"]))
+        return ProductEvent(action="delete", product_id=str(DELETED.load(payload)["id"]))
     data = _PRODUCT.load(payload)
     categories = [term["name"] for term in data["categories"] if term["name"]]
     return ProductEvent(
@@ -86,10 +67,7 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
         description=data["description"] or data["short_description"] or "",
         product_type=categories[0] if categories else "",
         tags=tuple(term["name"] for term in data["tags"] if term["name"]),
-        images=tuple(
-            ImageRef(external_id=image_id(image["id"], i), src=image["src"], alt=image["alt"] or "")
-            for i, image in enumerate(data["images"])
-        ),
+        images=image_refs(data["images"]),
     )
 
 
