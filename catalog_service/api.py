@@ -20,6 +20,7 @@ from .imaging.errors import ImageRejected
 from .intake import insert_render
 from .models import Asset, AssetKind, ReferenceImage, Render, Shop, UsageRecord, get_for_shop
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
+from .schemas import settings_with_defaults
 from .security import hash_api_key
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -198,8 +199,6 @@ def usage(shop_id: int) -> ResponseReturnValue:
     items = sorted(groups.values(), key=lambda g_: (g_["month"], g_["model"], g_["quality"]), reverse=True)
     for item in items:
         item["cost_usd"] = round(item["cost_usd"], 6)
-    from .schemas import settings_with_defaults
-
     this_month = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
     spent = sum(item["cost_usd"] for item in items if item["month"] == this_month)
     budget = settings_with_defaults(shop.settings)["monthly_budget_usd"]
@@ -262,3 +261,42 @@ def refine(asset_id: int) -> ResponseReturnValue:
     queued = enqueue_render(svc.redis, render_id, timeout_s=svc.config.render_timeout_s)
     return {"render_id": render_id, "status_url": url_for("api.get_render", render_id=render_id, _external=True),
             "queued": queued}, 202
+
+
+# --- settings ---------------------------------------------------------------------------------------------
+
+
+@bp.get("/shops/<int:shop_id>/settings")
+@require_api_key
+def get_settings(shop_id: int) -> ResponseReturnValue:
+    """The shop's settings with every default filled in (the same schema as the settings page)."""
+    return settings_with_defaults(own_shop(shop_id).settings)
+
+
+@bp.put("/shops/<int:shop_id>/settings")
+@require_api_key
+def put_settings(shop_id: int) -> ResponseReturnValue:
+    """Replace the settings; keys left out take their defaults. Nothing is saved when any field is invalid."""
+    shop = own_shop(shop_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "Send the settings as a JSON object.")
+    try:
+        settings = settings_with_defaults(body)
+    except ValidationError as exc:
+        return body_errors(exc)
+    svc = services()
+    with svc.db.transaction() as session:
+        wanted = {ref for preset in settings["presets"] for ref in preset["reference_image_ids"]}
+        if wanted:
+            known = set(session.scalars(select(ReferenceImage.id).where(
+                ReferenceImage.shop_id == shop.id, ReferenceImage.id.in_(wanted))))
+            if wanted - known:
+                return body_errors(ValidationError(
+                    {"presets": [f"No reference image {ref} in this shop." for ref in sorted(wanted - known)]}))
+        names = [preset["name"] for preset in settings["presets"]]
+        if len(names) != len(set(names)):
+            return body_errors(ValidationError({"presets": ["Preset names must be unique."]}))
+        row = session.get(Shop, shop.id)
+        row.settings = settings
+    return settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 PRESET_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,47}$", error="Use lowercase letters, digits and dashes.")
 
@@ -62,7 +62,7 @@ class SettingsSchema(Schema):
     )
     brand_color = fields.String(load_default="#3b6ea5", validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
     provider = fields.String(load_default="", validate=validate.OneOf(["", "compositor", "openai"]))
-    model = fields.String(load_default="", validate=validate.Length(max=64),
+    model = fields.String(load_default="", validate=lambda name: _known_model(name),
                           metadata={"description": "GPT Image model; empty for the service default"})
     monthly_budget_usd = fields.Float(load_default=20.0, validate=validate.Range(0, 100_000),
                                       metadata={"description": "paid scene calls stop when this month's spend would pass it"})
@@ -80,6 +80,13 @@ def preset_from_settings(entry: dict[str, Any]) -> Any:
         name=entry["name"], style=entry["style"], prompt=entry["prompt"], width=width, height=height,
         quality=entry["quality"], surface=entry["surface"], text=entry["text"], text_mode=entry["text_mode"],
     )
+
+
+def _known_model(name: str) -> None:
+    from .scenes.openai_images import MODELS
+
+    if name and name not in MODELS:
+        raise ValidationError(f"Unknown model; choose one of {', '.join(sorted(MODELS))}.")
 
 
 # Schemas are built once: building one is most of the cost of a small load(), and load() keeps no state.

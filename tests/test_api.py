@@ -203,3 +203,38 @@ def test_render_status_shows_scene_errors(app, api) -> None:
             render_id = render.id
     body = api.get(f"/api/v1/renders/{render_id}").get_json()
     assert body["status"] == "partial" and body["scene_errors"][0]["reason"] == "content_policy"
+
+
+def test_settings_round_trip_with_defaults(api) -> None:
+    """GET shows every default; PUT saves a valid change, including a shop preset."""
+    settings = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    assert settings["auto_generate"] is True and settings["monthly_budget_usd"] == 20.0
+    settings.update(monthly_budget_usd=5, provider="openai", model="gpt-image-1-mini",
+                    presets=[{"name": "beach", "prompt": "on warm sand at golden hour", "quality": "low", "text": "SALE"}],
+                    scene_presets=["beach", "studio"])
+    saved = api.put(f"/api/v1/shops/{api.id}/settings", json=settings)
+    assert saved.status_code == 200
+    again = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    assert again["presets"][0]["text"] == "SALE" and again["presets"][0]["size"] == "1536x1024"
+    assert again["monthly_budget_usd"] == 5 and again["model"] == "gpt-image-1-mini"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"monthly_budget_usd": -1}, "monthly_budget_usd"),
+        ({"unknown_key": 1}, "unknown_key"),
+        ({"presets": [{"name": "Bad Name!"}]}, "presets"),
+        ({"presets": [{"name": "a", "size": "999x999"}]}, "presets"),
+        ({"presets": [{"name": "a", "reference_image_ids": [999]}]}, "presets"),
+        ({"presets": [{"name": "a"}, {"name": "a"}]}, "presets"),
+        ({"publish_mode": "sometimes"}, "publish_mode"),
+        ({"model": "gpt-image-1"}, "model"),
+    ],
+)
+def test_invalid_settings_are_refused_and_nothing_saved(api, change: dict, field: str) -> None:
+    """Every field is validated; an error names the field and the stored settings stay as they were."""
+    before = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    response = api.put(f"/api/v1/shops/{api.id}/settings", json={**before, **change})
+    assert response.status_code == 400 and field in response.get_json()["error"]["fields"]
+    assert api.get(f"/api/v1/shops/{api.id}/settings").get_json() == before
