@@ -18,7 +18,7 @@ from .app import services
 from .http import FetchError, fetch
 from .imaging.errors import ImageRejected
 from .intake import insert_render
-from .models import Asset, AssetKind, ReferenceImage, Render, Shop, UsageRecord, get_for_shop
+from .models import Asset, AssetKind, PushStatus, ReferenceImage, Render, Shop, UsageRecord, get_for_shop
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
 from .schemas import settings_with_defaults
 from .security import hash_api_key
@@ -81,7 +81,18 @@ def render_json(render: Render) -> dict[str, Any]:
         "created_at": render.created_at.isoformat(),
         "finished_at": render.finished_at.isoformat() if render.finished_at else None,
         "assets": [asset_json(asset) for asset in render.assets],
+        "push": push_summary(render),
     }
+
+
+def push_summary(render: Render) -> dict[str, Any]:
+    """Where the render's assets stand with the shop: push_failed (with the store's words), held, pending, pushed."""
+    states = {asset.push_status for asset in render.assets}
+    errors = [{"asset_id": a.id, "message": a.push_error} for a in render.assets if a.push_status == PushStatus.FAILED]
+    for status, name in ((PushStatus.FAILED, "push_failed"), (PushStatus.HELD, "held"), (PushStatus.PENDING, "pending")):
+        if status in states:
+            return {"status": name, "errors": errors}
+    return {"status": "pushed" if states else "nothing_to_push", "errors": errors}
 
 
 def asset_json(asset: Asset) -> dict[str, Any]:
@@ -97,6 +108,27 @@ def asset_json(asset: Asset) -> dict[str, Any]:
 @require_api_key
 def get_render(render_id: int) -> ResponseReturnValue:
     return render_json(owned(Render, render_id))
+
+
+@bp.post("/renders/<int:render_id>/push")
+@require_api_key
+def push_again(render_id: int) -> ResponseReturnValue:
+    """Push a render's failed or held assets (again, or for the first time in review mode)."""
+    from jobs.queues import enqueue_push
+
+    svc = services()
+    with svc.db.transaction() as session:
+        render = get_for_shop(session, Render, render_id, g.shop.id)
+        if render is None:
+            abort(404, f"No render {render_id} in this shop.")
+        if not render.status.is_finished:
+            abort(409, "The render is still running; its assets are pushed when it finishes.")
+        waiting = [a for a in render.assets if a.push_status in (PushStatus.FAILED, PushStatus.HELD)]
+        for asset in waiting:
+            asset.push_status, asset.push_error = PushStatus.PENDING, None
+    queued = enqueue_push(svc.redis, render_id, timeout_s=svc.config.push_timeout_s) if waiting else False
+    return {"render_id": render_id, "assets": len(waiting), "queued": queued,
+            "status_url": url_for("api.get_render", render_id=render_id, _external=True)}, 202
 
 
 # --- reference images -------------------------------------------------------------------------------------

@@ -68,9 +68,11 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     from webhooks import bp as webhooks_bp
 
     from .api import bp as api_bp
+    from .assets import bp as assets_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(assets_bp)
 
     @app.errorhandler(HTTPException)
     def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]

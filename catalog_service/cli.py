@@ -195,9 +195,10 @@ def shops() -> None:
 @click.option("--access-token", default=None, help="the shop's API token (stored encrypted)")
 @click.option("--webhook-secret", default=None, help="the secret the shop signs webhooks with (default: a new one)")
 @click.option("--api-base-url", default=None, help="the shop's API at another address (tests, staging)")
+@click.option("--callback-url", default=None, help="generic shops: where to announce ready assets")
 @click.option("--json", "as_json", is_flag=True, help='print {"id": ..., "api_key": ..., "webhook_secret": ...}')
 def shops_add(platform: str, domain: str, name: str, access_token: str | None, webhook_secret: str | None,
-              api_base_url: str | None, as_json: bool) -> None:
+              api_base_url: str | None, callback_url: str | None, as_json: bool) -> None:
     """Add a shop; prints its API key (stored hashed) and webhook secret once."""
     from .shops import ShopExists, create_shop
 
@@ -209,7 +210,7 @@ def shops_add(platform: str, domain: str, name: str, access_token: str | None, w
             with get_db().transaction() as session:
                 shop, api_key, secret = create_shop(
                     session, platform=platform, domain=domain, name=name, webhook_secret=webhook_secret,
-                    access_token=access_token, api_base_url=api_base_url,
+                    access_token=access_token, api_base_url=api_base_url, callback_url=callback_url,
                 )
         except (ShopExists, ValueError) as exc:
             raise click.ClickException(str(exc)) from None

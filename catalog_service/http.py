@@ -154,6 +154,41 @@ def fetch(
             session.close()
 
 
+def post(
+    url: str,
+    body: bytes,
+    *,
+    headers: dict[str, str],
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 20.0,
+    allow_private: bool = False,
+    session: requests.Session | None = None,
+) -> tuple[int, str]:
+    """POST to an untrusted URL (a merchant's callback) through the same checks and pinning as fetch().
+
+    Redirects are not followed: a callback that moves must be reconfigured. Returns the status and up to
+    500 characters of the answer, for the merchant to read.
+    """
+    parts = _parse(url, allow_private)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = _resolve_checked(parts.hostname or "", port, allow_private)
+    pinned = urlunsplit((parts.scheme, _hostport(address, port), parts.path or "/", parts.query, ""))
+    own_session = session is None
+    session = make_session() if session is None else session
+    try:
+        with _failures_explained(url):
+            response = session.post(
+                pinned, data=body, headers={**headers, "Host": _hostport(parts.hostname or "", parts.port)},
+                timeout=(connect_timeout_s, read_timeout_s), allow_redirects=False, stream=True,
+            )
+            with contextlib.closing(response):
+                answer = response.raw.read(2000, decode_content=False) or b""
+                return response.status_code, answer.decode("utf-8", "replace")[:500]
+    finally:
+        if own_session:
+            session.close()
+
+
 def _parse(url: str, allow_private: bool) -> SplitResult:
     """Split a URL and refuse bad schemes, credentials, missing or internal hosts."""
     try:

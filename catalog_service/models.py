@@ -83,6 +83,8 @@ class Shop(TimestampMixin, Base):
     active: Mapped[bool] = mapped_column(default=True)
     # Where the shop's API lives when it is not the platform's usual address (tests, staging).
     api_base_url: Mapped[str | None] = mapped_column(String(512))
+    # A generic platform's endpoint that hears about ready assets (stores/callback.py).
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
 
     __table_args__ = (UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),)
 

@@ -88,3 +88,15 @@ def new_webhook_secret() -> str:
 def shop_key(shop_id: int, secret_key: str) -> str:
     """An opaque, stable per-shop id for outside services (never the domain)."""
     return hmac.new(secret_key.encode(), f"shop:{shop_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def sign_asset(secret_key: str, key: str, expires_at: int) -> str:
+    """The signature of a time-limited download link for one stored asset."""
+    return hmac.new(secret_key.encode(), f"asset:{key}:{expires_at}".encode(), hashlib.sha256).hexdigest()
+
+
+def verify_asset(secret_key: str, key: str, expires_at: int, signature: str, now: float) -> bool:
+    """Constant-time check of a download link; an expired link is refused whatever its signature."""
+    if expires_at < now:
+        return False
+    return hmac.compare_digest(sign_asset(secret_key, key, expires_at).encode(), signature.encode())

@@ -21,7 +21,7 @@ class ShopExists(ValueError):
 
 def create_shop(
     session: Session, *, platform: str, domain: str, name: str = "", webhook_secret: str | None = None,
-    access_token: str | None = None, api_base_url: str | None = None,
+    access_token: str | None = None, api_base_url: str | None = None, callback_url: str | None = None,
 ) -> tuple[Shop, str, str]:
     """A new shop with default settings. Returns it with its API key and webhook secret, shown once."""
     domain = domain.strip().lower()
@@ -30,13 +30,15 @@ def create_shop(
     kind = Platform(platform)
     if kind == Platform.SHOPIFY and not SHOPIFY_DOMAIN.match(domain):
         raise ValueError(f"{domain!r} is not a Shopify shop domain (name.myshopify.com)")
-    if api_base_url is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", api_base_url):
-        raise ValueError(f"{api_base_url!r} is not an http(s) URL")
+    for url in (api_base_url, callback_url):
+        if url is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+            raise ValueError(f"{url!r} is not an http(s) URL")
     if session.scalar(select(Shop).where(Shop.platform == kind, Shop.domain == domain)) is not None:
         raise ShopExists(f"a {platform} shop for {domain} already exists")
     api_key, secret = new_api_key(), webhook_secret or new_webhook_secret()
     shop = Shop(platform=kind, domain=domain, name=name or domain, api_key_hash=hash_api_key(api_key),
                 webhook_secret=secret, access_token=access_token, api_base_url=api_base_url,
+                callback_url=callback_url,
                 settings=default_settings())
     session.add(shop)
     session.flush()

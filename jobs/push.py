@@ -45,16 +45,30 @@ def _run(render_id: int) -> None:
         product_id = product.external_id
     svc.db.remove()
 
-    for asset_id, storage_key, describe in pending:
-        try:
-            result = connector.push_asset(product_id, PushAsset(data=svc.storage.get(storage_key), **describe))
-        except StoreError as exc:
-            job = get_current_job()
-            retry = exc.retryable and job is not None and job.retries_left
+    batch = [(asset_id, PushAsset(data=svc.storage.get(key), **describe)) for asset_id, key, describe in pending]
+    push_all = getattr(connector, "push_all", None)
+    if push_all is not None and batch:
+        # A connector that announces a render's assets in one message (the callback) gets them together.
+        _push(render_id, [asset_id for asset_id, _ in batch], lambda: push_all(product_id, [a for _, a in batch]))
+        return
+    for asset_id, asset in batch:
+        _push(render_id, [asset_id], lambda asset=asset: [connector.push_asset(product_id, asset)])
+
+
+def _push(render_id: int, asset_ids: list[int], send) -> None:  # type: ignore[no-untyped-def]
+    """Send, then record each asset's outcome; a transient failure is raised for RQ to retry while retries last."""
+    try:
+        results = send()
+    except StoreError as exc:
+        job = get_current_job()
+        retry = exc.retryable and job is not None and job.retries_left
+        for asset_id in asset_ids:
             _record(asset_id, error=str(exc), final=not retry)
-            if retry:
-                raise
-            continue
+        log.warning("render=%s assets=%s push failed (retry=%s): %s", render_id, asset_ids, bool(retry), exc)
+        if retry:
+            raise
+        return
+    for asset_id, result in zip(asset_ids, results):
         _record(asset_id, external_id=result.external_id, url=result.url)
         log.info("render=%s asset=%s pushed external_id=%s created=%s", render_id, asset_id,
                  result.external_id, result.created)

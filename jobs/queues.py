@@ -9,7 +9,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ RENDER_RETRY_INTERVALS_S = [15, 60, 300]
 
 PUSH_RETRY_INTERVALS_S = [10, 60, 300, 900]
 """Seconds before each retry of a push that the shop refused transiently (5xx, throttling)."""
+
+_ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 RESULT_TTL_S = 0
 """A finished job's hash is dropped at once: the database, not Redis, keeps the outcome."""
@@ -56,6 +59,15 @@ def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeou
             failure_ttl=7 * 24 * 3600, retry=retry, unique=True,
         )
     except DuplicateJobError:
+        # A job under this id still exists. If it is waiting or running, that is the one to keep; if it
+        # already ended (a failed push kept for inspection), it makes way for the new attempt.
+        try:
+            old = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            if old.get_status(refresh=False) in _ENDED:
+                old.delete()
+                return _enqueue(connection, queue, func, object_id, timeout_s=timeout_s, retry=retry)
+        except (NoSuchJobError, RedisError):
+            pass
         log.info("job=%s already queued", job_id)
     except RedisError as exc:
         # The row is committed; the sweeper finds it again. The caller still answers the shop.

@@ -1,0 +1,139 @@
+"""Pushing to a generic platform's callback: signed message, signed links, retries, review mode, push API."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from catalog_service.models import PushStatus, Render, RenderStatus, Shop
+from catalog_service.schemas import settings_with_defaults
+from jobs.queues import ALL_QUEUES, get_queue
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+class Receiver:
+    """A platform's callback endpoint on loopback: records messages, answers as scripted."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict, dict]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.messages.append((dict(self.headers), {"raw": body}))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/catalog-hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(app, shop):  # type: ignore[no-untyped-def]
+    r = Receiver()
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            session.get(Shop, shop[0]).callback_url = r.url
+    yield r
+    r.close()
+
+
+def work(app, redis) -> None:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
+            burst=True)
+
+
+def send(webhooks, image_server) -> int:  # type: ignore[no-untyped-def]
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    return webhooks.send("product.created", {"id": 8, "title": "Cup", "images": [{"id": 1, "src": src}]}).get_json()[
+        "render_id"]
+
+
+def render_of(app, render_id: int) -> Render:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        render = app.extensions["catalog_db"].session().get(Render, render_id)
+        render.assets
+        return render
+
+
+@pytest.mark.slow
+def test_callback_gets_one_signed_message_with_working_links(
+        app, client, redis, webhooks, image_server, receiver, model_session, shop) -> None:
+    """The platform hears once, can verify our signature, and downloads every asset from its link."""
+    render_id = send(webhooks, image_server)
+    work(app, redis)
+    render = render_of(app, render_id)
+    assert render.status == RenderStatus.SUCCEEDED
+    assert all(a.push_status == PushStatus.PUSHED for a in render.assets)
+    ((headers, payload),) = receiver.messages
+    expected = "sha256=" + hmac.new(shop[2].encode(), payload["raw"], hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Catalog-Signature"], expected)
+    message = json.loads(payload["raw"])
+    assert message["event"] == "assets.ready" and message["product_id"] == "8"
+    assert len(message["assets"]) == len(render.assets) == 5
+    for listed in message["assets"]:
+        parts = urlsplit(listed["url"])
+        download = client.get(f"{parts.path}?{parts.query}")
+        assert download.status_code == 200 and len(download.data) == listed["bytes"]
+        download.close()
+
+
+@pytest.mark.slow
+def test_failing_callback_is_visible_and_can_be_pushed_again(
+        app, client, redis, webhooks, image_server, receiver, model_session, shop) -> None:
+    """A callback that refuses (400) leaves push_failed with its words; the push API sends again."""
+    receiver.statuses = [400]
+    render_id = send(webhooks, image_server)
+    work(app, redis)
+    auth = {"Authorization": f"Bearer {shop[1]}"}
+    status = client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()
+    assert status["push"]["status"] == "push_failed" and "400" in status["push"]["errors"][0]["message"]
+    again = client.post(f"/api/v1/renders/{render_id}/push", headers=auth)
+    assert again.status_code == 202 and again.get_json()["assets"] == 5
+    work(app, redis)
+    assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "pushed"
+    assert len(receiver.messages) == 2
+    first, second = (h["X-Catalog-Delivery-Id"] for h, _ in receiver.messages)
+    assert first == second  # the same assets again: the receiver can tell it is a repeat
+
+
+@pytest.mark.slow
+def test_review_mode_holds_assets_until_pushed(
+        app, client, redis, webhooks, image_server, receiver, model_session, shop) -> None:
+    """With publish_mode=review nothing reaches the shop until the merchant pushes."""
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            row = session.get(Shop, shop[0])
+            row.settings = settings_with_defaults({**row.settings, "publish_mode": "review"})
+    render_id = send(webhooks, image_server)
+    work(app, redis)
+    assert receiver.messages == []
+    auth = {"Authorization": f"Bearer {shop[1]}"}
+    assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "held"
+    assert client.post(f"/api/v1/renders/{render_id}/push", headers=auth).status_code == 202
+    work(app, redis)
+    assert len(receiver.messages) == 1
