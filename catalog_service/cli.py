@@ -196,9 +196,14 @@ def shops() -> None:
 @click.option("--webhook-secret", default=None, help="the secret the shop signs webhooks with (default: a new one)")
 @click.option("--api-base-url", default=None, help="the shop's API at another address (tests, staging)")
 @click.option("--callback-url", default=None, help="generic shops: where to announce ready assets")
+@click.option("--consumer-key", default=None, help="WooCommerce REST consumer key (stored encrypted)")
+@click.option("--consumer-secret", default=None, help="WooCommerce REST consumer secret (stored encrypted)")
+@click.option("--wp-user", default=None, help="WordPress user for media uploads")
+@click.option("--wp-app-password", default=None, help="that user's WordPress application password (stored encrypted)")
 @click.option("--json", "as_json", is_flag=True, help='print {"id": ..., "api_key": ..., "webhook_secret": ...}')
 def shops_add(platform: str, domain: str, name: str, access_token: str | None, webhook_secret: str | None,
-              api_base_url: str | None, callback_url: str | None, as_json: bool) -> None:
+              api_base_url: str | None, callback_url: str | None, consumer_key: str | None,
+              consumer_secret: str | None, wp_user: str | None, wp_app_password: str | None, as_json: bool) -> None:
     """Add a shop; prints its API key (stored hashed) and webhook secret once."""
     from .shops import ShopExists, create_shop
 
@@ -211,6 +216,9 @@ def shops_add(platform: str, domain: str, name: str, access_token: str | None, w
                 shop, api_key, secret = create_shop(
                     session, platform=platform, domain=domain, name=name, webhook_secret=webhook_secret,
                     access_token=access_token, api_base_url=api_base_url, callback_url=callback_url,
+                    credentials={name: value for name, value in (
+                        ("consumer_key", consumer_key), ("consumer_secret", consumer_secret),
+                        ("wp_user", wp_user), ("wp_app_password", wp_app_password)) if value},
                 )
         except (ShopExists, ValueError) as exc:
             raise click.ClickException(str(exc)) from None

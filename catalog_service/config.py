@@ -69,6 +69,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "max_body_bytes": ("CATALOG_MAX_BODY_BYTES", parse_int, "largest webhook or API body accepted, in bytes"),
     "shopify_api_key": ("CATALOG_SHOPIFY_API_KEY", str, "the Shopify app's client id"),
     "shopify_api_secret": ("CATALOG_SHOPIFY_API_SECRET", str, "the Shopify app's client secret (signs webhooks)"),
+    "shopify_api_version": ("CATALOG_SHOPIFY_API_VERSION", str, "the Shopify Admin API version we call"),
     "openai_model": ("CATALOG_OPENAI_MODEL", str, "default GPT Image model for shops that name none"),
     "openai_prices": ("CATALOG_OPENAI_PRICES", str, "JSON price overrides, USD per 1M tokens per model"),
     "openai_timeout_s": ("CATALOG_OPENAI_TIMEOUT_S", parse_float, "timeout of one OpenAI call"),
@@ -105,6 +106,7 @@ class Config:
     max_body_bytes: int = 5 * 1024 * 1024
     shopify_api_key: str = ""
     shopify_api_secret: str = ""
+    shopify_api_version: str = "2026-10"
     openai_model: str = "gpt-image-2"
     openai_prices: str = ""
     openai_timeout_s: float = 120.0

@@ -66,6 +66,7 @@ class PushStatus(str, enum.Enum):
     PUSHED = "pushed"
     FAILED = "failed"
     HELD = "held"  # review mode: waits for the merchant
+    REMOVED = "removed"  # replaced by a newer render's asset and taken off the product
 
 
 class Shop(TimestampMixin, Base):
@@ -79,6 +80,8 @@ class Shop(TimestampMixin, Base):
     # Deferred: decrypting costs CPU on every load, and most loads (a Shopify webhook) need neither.
     webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(1024), deferred=True)
     access_token: Mapped[str | None] = mapped_column(EncryptedText(2048), deferred=True)
+    # Other platform credentials as encrypted JSON (WooCommerce: consumer key/secret, WordPress app password).
+    credentials: Mapped[str | None] = mapped_column(EncryptedText(4096), deferred=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(default=True)
     # Where the shop's API lives when it is not the platform's usual address (tests, staging).

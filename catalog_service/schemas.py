@@ -68,6 +68,10 @@ class SettingsSchema(Schema):
                                       metadata={"description": "paid scene calls stop when this month's spend would pass it"})
     presets = fields.List(fields.Nested(PresetSchema), load_default=list, validate=validate.Length(max=20))
     publish_mode = fields.String(load_default="auto", validate=validate.OneOf(["auto", "review"]))
+    on_regenerate = fields.String(
+        load_default="keep", validate=validate.OneOf(["keep", "replace"]),
+        metadata={"description": "replace: a new render's push takes our earlier images off the product "
+                                 "(never the merchant's own)"})
     alt_template = fields.String(load_default="{title} ({kind})", validate=validate.Length(max=200))
 
 

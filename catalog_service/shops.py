@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ class ShopExists(ValueError):
 def create_shop(
     session: Session, *, platform: str, domain: str, name: str = "", webhook_secret: str | None = None,
     access_token: str | None = None, api_base_url: str | None = None, callback_url: str | None = None,
+    credentials: dict[str, str] | None = None,
 ) -> tuple[Shop, str, str]:
     """A new shop with default settings. Returns it with its API key and webhook secret, shown once."""
     domain = domain.strip().lower()
@@ -39,6 +41,7 @@ def create_shop(
     shop = Shop(platform=kind, domain=domain, name=name or domain, api_key_hash=hash_api_key(api_key),
                 webhook_secret=secret, access_token=access_token, api_base_url=api_base_url,
                 callback_url=callback_url,
+                credentials=json.dumps(credentials) if credentials else None,
                 settings=default_settings())
     session.add(shop)
     session.flush()

@@ -7,6 +7,8 @@ import string
 
 from rq import get_current_job
 
+from sqlalchemy import select
+
 from catalog_service.app import services
 from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
 from catalog_service.schemas import settings_with_defaults
@@ -35,24 +37,61 @@ def _run(render_id: int) -> None:
             return
         shop = session.get(Shop, render.shop_id)
         assert shop is not None
-        connector = connector_for(shop, svc.config)
-        template = settings_with_defaults(shop.settings)["alt_template"]
+        try:
+            connector = connector_for(shop, svc.config)
+        except StoreError as exc:
+            connector, unusable = None, exc
+        settings = settings_with_defaults(shop.settings)
+        template = settings["alt_template"]
         product = render.product
         pending = [
             (asset.id, asset.storage_key, _describe(asset, product.external_id, product.title, template))
             for asset in render.assets if asset.push_status == PushStatus.PENDING
         ]
         product_id = product.external_id
+        # Our earlier pushed images of this product, for "replace on regenerate".
+        earlier = [] if settings["on_regenerate"] != "replace" else [
+            (asset.id, asset.external_id) for asset in session.scalars(
+                select(Asset).join(Render, Asset.render_id == Render.id).where(
+                    Render.product_id == render.product_id, Render.id < render.id,
+                    Asset.push_status == PushStatus.PUSHED, Asset.external_id.is_not(None)))
+        ]
     svc.db.remove()
 
+    if connector is None:
+        # No usable credentials: nothing can go through until the merchant reconnects; say so on every asset.
+        for asset_id, _key, _describe_ in pending:
+            _record(asset_id, error=str(unusable), final=True)
+        return
     batch = [(asset_id, PushAsset(data=svc.storage.get(key), **describe)) for asset_id, key, describe in pending]
     push_all = getattr(connector, "push_all", None)
     if push_all is not None and batch:
         # A connector that announces a render's assets in one message (the callback) gets them together.
         _push(render_id, [asset_id for asset_id, _ in batch], lambda: push_all(product_id, [a for _, a in batch]))
-        return
-    for asset_id, asset in batch:
-        _push(render_id, [asset_id], lambda asset=asset: [connector.push_asset(product_id, asset)])
+    else:
+        for asset_id, asset in batch:
+            _push(render_id, [asset_id], lambda asset=asset: [connector.push_asset(product_id, asset)])
+    if earlier and hasattr(connector, "delete_asset"):
+        _remove_earlier(render_id, connector, product_id, earlier)
+
+
+def _remove_earlier(render_id: int, connector, product_id: str, earlier: list[tuple[int, str]]) -> None:  # type: ignore[no-untyped-def]
+    """Take our previous renders' images off the product once this render's are on it."""
+    svc = services()
+    with svc.db.transaction() as session:
+        current = session.scalars(select(Asset.push_status).where(Asset.render_id == render_id)).all()
+    if not current or any(status != PushStatus.PUSHED for status in current):
+        return  # never leave the product with fewer of our images than before
+    for asset_id, external_id in earlier:
+        try:
+            connector.delete_asset(product_id, external_id)
+        except StoreError as exc:
+            log.warning("render=%s asset=%s could not be removed: %s", render_id, asset_id, exc)
+            continue
+        with svc.db.transaction() as session:
+            asset = session.get(Asset, asset_id)
+            if asset is not None:
+                asset.push_status = PushStatus.REMOVED
 
 
 def _push(render_id: int, asset_ids: list[int], send) -> None:  # type: ignore[no-untyped-def]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from ..config import Config
 from ..models import Platform, Shop
-from .base import PushAsset, StoreConnector
+from .base import AuthRevoked, PushAsset, StoreConnector
 
 
 def storage_key_for(asset: PushAsset) -> str:
@@ -28,4 +30,24 @@ def connector_for(shop: Shop, config: Config) -> StoreConnector:
         from .folder import FolderStore
 
         return FolderStore(config.folder_store_dir, f"shop-{shop.id}")
-    raise ValueError(f"pushing to {shop.platform.value} shops is not available yet")
+    if shop.platform == Platform.SHOPIFY:
+        from .shopify import ShopifyStore
+
+        if not shop.access_token:
+            raise AuthRevoked("The shop has no Shopify access token: install the app again.")
+        return ShopifyStore(shop_domain=shop.domain, access_token=shop.access_token,
+                            api_version=config.shopify_api_version, api_base_url=shop.api_base_url)
+    if shop.platform == Platform.WOOCOMMERCE:
+        from ..assets import signed_url
+        from .woocommerce import WooCommerceStore
+
+        creds = json.loads(shop.credentials or "{}")
+        if not creds.get("consumer_key") or not creds.get("consumer_secret"):
+            raise AuthRevoked("The shop has no WooCommerce REST keys: add them with `shops add --consumer-key ...`.")
+        return WooCommerceStore(
+            base_url=shop.api_base_url or f"https://{shop.domain}", consumer_key=creds["consumer_key"],
+            consumer_secret=creds["consumer_secret"], wp_user=creds.get("wp_user"),
+            wp_app_password=creds.get("wp_app_password"),
+            public_asset_url=lambda asset: signed_url(config, storage_key_for(asset)),
+        )
+    raise ValueError(f"no connector for {shop.platform.value} shops")

@@ -96,6 +96,19 @@ class FolderStore:
         manifest = _read_manifest(product_dir / MANIFEST_NAME, product_id)
         return {entry["key"]: entry["filename"] for entry in manifest["assets"]}
 
+    def delete_asset(self, product_id: str, external_id: str) -> None:
+        """Take one of our files off the product (replace on regenerate); gone already is fine."""
+        product_dir = self._product_dir(product_id)
+        filename = _safe_name(external_id, "filename")
+        if filename == MANIFEST_NAME or not product_dir.exists():
+            return
+        with _locked(product_dir / LOCK_NAME):
+            manifest = _read_manifest(product_dir / MANIFEST_NAME, product_id)
+            manifest["assets"] = [e for e in manifest["assets"] if e["filename"] != filename]
+            body = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+            write_atomic(product_dir / MANIFEST_NAME, body.encode("utf-8"))
+            (product_dir / filename).unlink(missing_ok=True)
+
     def _product_dir(self, product_id: str) -> pathlib.Path:
         """The product's folder, proven to be under the root even if a symlink was planted."""
         path = (self.root / self.shop / _safe_name(product_id, "product id")).resolve()

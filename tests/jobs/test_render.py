@@ -130,3 +130,31 @@ def test_shop_preset_with_exact_text_gets_a_drawn_badge(app, redis, webhooks, im
         corner = image.convert("RGB").crop((0, 0, 200, 120))
         pixels = np.asarray(corner).astype(int)
         assert (abs(pixels - BADGE_FILL) < 25).all(axis=2).any()
+
+
+@pytest.mark.slow
+def test_replace_on_regenerate_takes_our_earlier_images_off(app, redis, webhooks, image_server, model_session, shop,
+                                                             tmp_path) -> None:
+    """With on_regenerate=replace, a new photo's render replaces our earlier images; keep leaves them."""
+    from catalog_service.models import Shop
+    from catalog_service.schemas import settings_with_defaults
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            row = session.get(Shop, shop[0])
+            row.settings = settings_with_defaults({**row.settings, "on_regenerate": "replace",
+                                                   "scene_presets": ["studio"]})
+    first = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    first_id = webhooks.send("product.created", product(first)).get_json()["render_id"]
+    work(app, redis)
+    second = image_server.serve("/rocket.jpg", (FIXTURES / "rocket.jpg").read_bytes(), content_type="image/jpeg")
+    second_id = webhooks.send("product.updated", {**product(second), "images": [{"id": 2, "src": second}]}
+                              ).get_json()["render_id"]
+    work(app, redis)
+    assert {a.push_status for a in load_render(app, first_id).assets} == {PushStatus.REMOVED}
+    assert {a.push_status for a in load_render(app, second_id).assets} == {PushStatus.PUSHED}
+    product_dir = next((tmp_path / "store").iterdir()) / "7"
+    manifest = json.loads((product_dir / "manifest.json").read_text())
+    assert len(manifest["assets"]) == 3  # cutout, white, studio of the second render only
+    assert sorted(p.name for p in product_dir.iterdir() if p.name not in ("manifest.json", ".lock")) == sorted(
+        e["filename"] for e in manifest["assets"])
