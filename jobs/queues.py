@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 RENDERS = "renders"
 PUSHES = "pushes"
 ALL_QUEUES = (RENDERS, PUSHES)
+_JOB_PREFIX = {RENDERS: "render", PUSHES: "push"}  # job ids render-<render id>, push-<render id>
 
 RENDER_RETRY_INTERVALS_S = [15, 60, 300]
 """Seconds before the 1st, 2nd and 3rd retry of a render that failed transiently (fetch, provider)."""
@@ -52,7 +53,7 @@ def get_queue(name: str, connection: Redis) -> Queue:
 
 
 def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeout_s: int, retry: Retry) -> bool:
-    job_id = f"{queue[:-1]}-{object_id}"
+    job_id = f"{_JOB_PREFIX[queue]}-{object_id}"
     try:
         get_queue(queue, connection).enqueue_call(
             func, args=(object_id,), job_id=job_id, timeout=timeout_s, result_ttl=RESULT_TTL_S,
