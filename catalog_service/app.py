@@ -69,10 +69,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .assets import bp as assets_bp
+    from .shopify_install import bp as shopify_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(assets_bp)
+    app.register_blueprint(shopify_bp)
 
     @app.errorhandler(HTTPException)
     def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]

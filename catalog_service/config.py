@@ -70,6 +70,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "shopify_api_key": ("CATALOG_SHOPIFY_API_KEY", str, "the Shopify app's client id"),
     "shopify_api_secret": ("CATALOG_SHOPIFY_API_SECRET", str, "the Shopify app's client secret (signs webhooks)"),
     "shopify_api_version": ("CATALOG_SHOPIFY_API_VERSION", str, "the Shopify Admin API version we call"),
+    "shopify_scopes": ("CATALOG_SHOPIFY_SCOPES", str, "the access scopes the install asks for"),
+    "shopify_admin_url": ("CATALOG_SHOPIFY_ADMIN_URL", str, "one admin address for every shop (tests, staging)"),
     "openai_model": ("CATALOG_OPENAI_MODEL", str, "default GPT Image model for shops that name none"),
     "openai_prices": ("CATALOG_OPENAI_PRICES", str, "JSON price overrides, USD per 1M tokens per model"),
     "openai_timeout_s": ("CATALOG_OPENAI_TIMEOUT_S", parse_float, "timeout of one OpenAI call"),
@@ -107,6 +109,8 @@ class Config:
     shopify_api_key: str = ""
     shopify_api_secret: str = ""
     shopify_api_version: str = "2026-10"
+    shopify_scopes: str = "read_products,write_products,write_files"
+    shopify_admin_url: str = ""
     openai_model: str = "gpt-image-2"
     openai_prices: str = ""
     openai_timeout_s: float = 120.0

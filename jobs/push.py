@@ -38,7 +38,7 @@ def _run(render_id: int) -> None:
         shop = session.get(Shop, render.shop_id)
         assert shop is not None
         try:
-            connector = connector_for(shop, svc.config)
+            connector = connector_for(shop, svc.config, svc.db)
         except StoreError as exc:
             connector, unusable = None, exc
         settings = settings_with_defaults(shop.settings)
@@ -59,9 +59,13 @@ def _run(render_id: int) -> None:
     svc.db.remove()
 
     if connector is None:
-        # No usable credentials: nothing can go through until the merchant reconnects; say so on every asset.
+        # No usable credentials (or the token endpoint is down): say so on every asset; retry if it may pass.
+        job = get_current_job()
+        retry = unusable.retryable and job is not None and job.retries_left
         for asset_id, _key, _describe_ in pending:
-            _record(asset_id, error=str(unusable), final=True)
+            _record(asset_id, error=str(unusable), final=not retry)
+        if retry:
+            raise unusable
         return
     batch = [(asset_id, PushAsset(data=svc.storage.get(key), **describe)) for asset_id, key, describe in pending]
     push_all = getattr(connector, "push_all", None)

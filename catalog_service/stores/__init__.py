@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..config import Config
+from ..db import Database
 from ..models import Platform, Shop
 from .base import AuthRevoked, PushAsset, StoreConnector
 
@@ -15,7 +16,7 @@ def storage_key_for(asset: PushAsset) -> str:
     return f"sha256/{asset.key[:2]}/{asset.key[2:4]}/{asset.key}.{ext}"
 
 
-def connector_for(shop: Shop, config: Config) -> StoreConnector:
+def connector_for(shop: Shop, config: Config, db: Database | None = None) -> StoreConnector:
     """The connector that pushes assets to this shop (read the shop's secrets inside a session)."""
     if shop.platform == Platform.GENERIC and shop.callback_url:
         from ..assets import signed_url
@@ -31,12 +32,18 @@ def connector_for(shop: Shop, config: Config) -> StoreConnector:
 
         return FolderStore(config.folder_store_dir, f"shop-{shop.id}")
     if shop.platform == Platform.SHOPIFY:
+        from sqlalchemy.orm import object_session
+
+        from ..shop_tokens import fresh_token, refresher
         from .shopify import ShopifyStore
 
-        if not shop.access_token:
+        session = object_session(shop)
+        token = fresh_token(session, shop, config) if session is not None else shop.access_token
+        if not token:
             raise AuthRevoked("The shop has no Shopify access token: install the app again.")
-        return ShopifyStore(shop_domain=shop.domain, access_token=shop.access_token,
-                            api_version=config.shopify_api_version, api_base_url=shop.api_base_url)
+        return ShopifyStore(shop_domain=shop.domain, access_token=token, api_version=config.shopify_api_version,
+                            api_base_url=shop.api_base_url or config.shopify_admin_url or None,
+                            refresh_token=refresher(db, shop.id, config) if db is not None else None)
     if shop.platform == Platform.WOOCOMMERCE:
         from ..assets import signed_url
         from .woocommerce import WooCommerceStore

@@ -152,7 +152,14 @@ type QueryRoot {
   product(id: ID!): Product
 }
 
+enum WebhookSubscriptionTopic { PRODUCTS_CREATE PRODUCTS_UPDATE PRODUCTS_DELETE APP_UNINSTALLED }
+enum WebhookSubscriptionFormat { JSON XML }
+input WebhookSubscriptionInput { uri: String!  format: WebhookSubscriptionFormat  includeFields: [String!] }
+type WebhookSubscription { id: ID!  topic: WebhookSubscriptionTopic!  uri: String! }
+type WebhookSubscriptionCreatePayload { webhookSubscription: WebhookSubscription  userErrors: [UserError!]! }
+
 type Mutation {
+  webhookSubscriptionCreate(topic: WebhookSubscriptionTopic!, webhookSubscription: WebhookSubscriptionInput!): WebhookSubscriptionCreatePayload
   stagedUploadsCreate(input: [StagedUploadInput!]!): StagedUploadsCreatePayload
   productUpdate(product: ProductUpdateInput, media: [CreateMediaInput!]): ProductUpdatePayload
   fileUpdate(files: [FileUpdateInput!]!): FileUpdatePayload
@@ -388,6 +395,18 @@ class _Resolvers:
                 updated.append(media)
         return {"files": updated, "userErrors": errors}
 
+    def webhookSubscriptionCreate(self, info: Any, topic: str,  # noqa: N802
+                                  webhookSubscription: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+        fake = self.fake
+        with fake._lock:
+            if (topic, webhookSubscription["uri"]) in {(w["topic"], w["uri"]) for w in fake.webhooks}:
+                return {"webhookSubscription": None,
+                        "userErrors": [{"field": ["webhookSubscription", "uri"], "message": "Address for this topic has already been taken"}]}
+            subscription = {"id": f"gid://shopify/WebhookSubscription/{next(fake._ids)}", "topic": topic,
+                            "uri": webhookSubscription["uri"]}
+            fake.webhooks.append(subscription)
+        return {"webhookSubscription": subscription, "userErrors": []}
+
     def fileDelete(self, info: Any, fileIds: list[str]) -> dict[str, Any]:  # noqa: N802, N803
         fake = self.fake
         deleted, errors = [], []
@@ -440,6 +459,11 @@ class FakeShopify:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._resolvers = _Resolvers(self)
+        # OAuth: codes the fake "authorize" page handed out, the app's credentials, subscriptions made.
+        self.client_id, self.client_secret = "fake-client-id", "fake-client-secret"
+        self.codes: set[str] = set()
+        self.refresh_tokens: set[str] = set()
+        self.webhooks: list[dict[str, str]] = []
 
     # lifecycle
 
@@ -561,6 +585,36 @@ class FakeShopify:
         return {"requestedQueryCost": requested, "actualQueryCost": None if throttled else requested,
                 "throttleStatus": {"maximumAvailable": self.bucket["maximumAvailable"],
                                    "currentlyAvailable": available, "restoreRate": self.bucket["restoreRate"]}}
+
+    def issue_code(self) -> str:
+        """What Shopify's authorize page gives the browser to bring back to our callback."""
+        code = f"code-{next(self._ids)}"
+        self.codes.add(code)
+        return code
+
+    def _handle_token(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """POST /admin/oauth/access_token: a code (with expiring=1) or a refresh token for an expiring pair."""
+        from urllib.parse import parse_qs
+
+        form = {key: values[0] for key, values in parse_qs(body.decode()).items()}
+        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
+            return 400, {"error": "invalid_client", "error_description": "Client credentials are invalid"}
+        with self._lock:
+            if form.get("grant_type") == "refresh_token":
+                if form.get("refresh_token") not in self.refresh_tokens:
+                    return 400, {"error": "invalid_grant"}
+                self.refresh_tokens.discard(form["refresh_token"])  # replaced on every use
+            elif form.get("code") in self.codes:
+                self.codes.discard(form["code"])  # one use
+            else:
+                return 400, {"error": "invalid_request", "error_description": "The authorization code was not found"}
+            token, refresh_token = f"shpat_{next(self._ids)}", f"shprt_{next(self._ids)}"
+            self.valid_tokens.add(token)
+            self.refresh_tokens.add(refresh_token)
+        answer: dict[str, Any] = {"access_token": token, "scope": "read_products,write_products,write_files"}
+        if form.get("expiring") == "1" or form.get("grant_type") == "refresh_token":
+            answer.update(expires_in=3600, refresh_token=refresh_token, refresh_token_expires_in=7776000)
+        return 200, answer
 
     def _handle_graphql(self, recorded: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
@@ -697,6 +751,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and path == fake.graphql_path:
                 status, answer, extra = fake._handle_graphql(recorded)
                 self._send(status, json.dumps(answer).encode(), "application/json", extra)
+            elif method == "POST" and path == "/admin/oauth/access_token":
+                status, answer = fake._handle_token(body)
+                self._send(status, json.dumps(answer).encode(), "application/json", {})
             elif path.startswith("/staged-uploads/") and method in ("POST", "PUT"):
                 status, data = fake._handle_upload(recorded, self.headers.get("content-type", ""))
                 self._send(status, data, "application/xml", {})

@@ -98,3 +98,69 @@ def test_woocommerce_product_keeps_the_merchants_images_and_gets_ours_once(
         push_again(app, render_id)
         assert fake.images_of(product_id) == images
         assert len(fake.uploads()) == 5
+
+
+def shopify_shop(app, fake, *, token: str, refresh_token: str | None, expires_in: float) -> int:  # type: ignore[no-untyped-def]
+    import time as _time
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            shop, _key, _secret = create_shop(
+                session, platform="shopify", domain=fake.shop_domain, access_token=token, api_base_url=fake.url,
+                credentials={"refresh_token": refresh_token, "expires_at": _time.time() + expires_in})
+            return shop.id
+
+
+def post_shopify_product(client, app_config, fake, src: str, product: int) -> int:  # type: ignore[no-untyped-def]
+    body = json.dumps({"id": product, "title": "Cup", "images": [{"id": 1, "src": src}]}).encode()
+    digest = hmac.new(app_config["shopify_api_secret"].encode(), body, hashlib.sha256).digest()
+    return client.post("/webhooks/shopify", data=body, content_type="application/json", headers={
+        "X-Shopify-Topic": "products/create", "X-Shopify-Shop-Domain": fake.shop_domain,
+        "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+    }).get_json()["render_id"]
+
+
+@pytest.mark.slow
+def test_an_expiring_shopify_token_is_refreshed_before_the_push(
+        app, client, redis, image_server, model_session, app_config) -> None:
+    """A token a minute from expiry is renewed first; the new pair is saved; the push goes through with it."""
+    with FakeShopify(ready_after_polls=0) as fake:
+        fake.client_secret = app_config["shopify_api_secret"]
+        app.extensions["catalog"].config.shopify_api_key = fake.client_id
+        fake.refresh_tokens.add("shprt_old")
+        fake.add_product(7, "Cup")
+        shop_id = shopify_shop(app, fake, token=fake.access_token, refresh_token="shprt_old", expires_in=60)
+        fake.valid_tokens.discard(fake.access_token)  # the old token would be refused
+        src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+        render_id = post_shopify_product(client, app_config, fake, src, 7)
+        work(app, redis)
+        assert statuses(app, render_id) == {PushStatus.PUSHED}
+        with app.app_context():
+            from catalog_service.models import Shop
+
+            shop = app.extensions["catalog_db"].session().get(Shop, shop_id)
+            stored = json.loads(shop.credentials)
+            assert shop.access_token in fake.valid_tokens and stored["refresh_token"] in fake.refresh_tokens
+            assert "shprt_old" not in fake.refresh_tokens
+
+
+@pytest.mark.slow
+def test_a_refused_refresh_marks_the_shop_for_reauthorisation(
+        app, client, redis, image_server, model_session, app_config) -> None:
+    """Shopify will not renew the token: every asset shows why, and the shop is marked needs_reauth."""
+    with FakeShopify(ready_after_polls=0) as fake:
+        fake.client_secret = app_config["shopify_api_secret"]
+        app.extensions["catalog"].config.shopify_api_key = fake.client_id
+        fake.add_product(7, "Cup")
+        shop_id = shopify_shop(app, fake, token=fake.access_token, refresh_token="shprt_revoked", expires_in=10)
+        src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+        render_id = post_shopify_product(client, app_config, fake, src, 7)
+        work(app, redis)
+        assert statuses(app, render_id) == {PushStatus.FAILED}
+        with app.app_context():
+            from catalog_service.models import Render, Shop
+
+            session = app.extensions["catalog_db"].session()
+            assert json.loads(session.get(Shop, shop_id).credentials)["needs_reauth"] is True
+            assert all("re-authorise" in a.push_error for a in session.get(Render, render_id).assets)
+        assert fake.product_media(7) == []
