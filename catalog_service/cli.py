@@ -200,10 +200,13 @@ def shops() -> None:
 @click.option("--consumer-secret", default=None, help="WooCommerce REST consumer secret (stored encrypted)")
 @click.option("--wp-user", default=None, help="WordPress user for media uploads")
 @click.option("--wp-app-password", default=None, help="that user's WordPress application password (stored encrypted)")
+@click.option("--register-webhooks", is_flag=True,
+              help="woocommerce: create the product webhooks in the store, pointing at CATALOG_PUBLIC_URL")
 @click.option("--json", "as_json", is_flag=True, help='print {"id": ..., "api_key": ..., "webhook_secret": ...}')
 def shops_add(platform: str, domain: str, name: str, access_token: str | None, webhook_secret: str | None,
               api_base_url: str | None, callback_url: str | None, consumer_key: str | None,
-              consumer_secret: str | None, wp_user: str | None, wp_app_password: str | None, as_json: bool) -> None:
+              consumer_secret: str | None, wp_user: str | None, wp_app_password: str | None,
+              register_webhooks: bool, as_json: bool) -> None:
     """Add a shop; prints its API key (stored hashed) and webhook secret once."""
     from .shops import ShopExists, create_shop
 
@@ -222,11 +225,33 @@ def shops_add(platform: str, domain: str, name: str, access_token: str | None, w
                 )
         except (ShopExists, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        webhook_ids: list[int] = []
+        if register_webhooks:
+            webhook_ids = _register_woocommerce_webhooks(app, shop.id, secret)
     if as_json:
-        click.echo(json.dumps({"id": shop.id, "api_key": api_key, "webhook_secret": secret}))
+        click.echo(json.dumps({"id": shop.id, "api_key": api_key, "webhook_secret": secret,
+                               **({"webhook_ids": webhook_ids} if register_webhooks else {})}))
     else:
         click.echo(f"shop {shop.id} ({platform} {domain})\napi key: {api_key}\nwebhook secret: {secret}\n"
                    "keep both: they are not shown again")
+
+
+def _register_woocommerce_webhooks(app, shop_id: int, secret: str) -> list[int]:  # type: ignore[no-untyped-def]
+    from .models import Platform, Shop
+    from .stores import connector_for
+    from .stores.base import StoreError
+
+    config = app.extensions["catalog"].config
+    with app.app_context():
+        shop = app.extensions["catalog_db"].session().get(Shop, shop_id)
+        if shop.platform != Platform.WOOCOMMERCE:
+            raise click.UsageError("--register-webhooks is for WooCommerce shops")
+        try:
+            store = connector_for(shop, config)
+            return store.register_webhooks(  # type: ignore[attr-defined]
+                lambda topic: f"{config.public_url.rstrip('/')}/webhooks/woocommerce/{shop_id}", secret)
+        except StoreError as exc:
+            raise click.ClickException(f"the shop was added (id {shop_id}) but its webhooks were not: {exc}") from None
 
 
 @shops.command("list")

@@ -101,3 +101,24 @@ def test_demo_without_redis_runs_in_process_and_says_so(env, monkeypatch, model_
     assert result.exit_code == 0, result.output
     assert "running the jobs in-process" in result.output
     assert list((env / "demo-out" / "shop-1" / "demo-rocket").glob("demo-rocket-cutout-cs*.png"))
+
+
+def test_shops_add_woocommerce_registers_the_product_webhooks(env) -> None:
+    """--register-webhooks creates product.created/updated/deleted in the store, pointing at us, with our secret."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes.woocommerce_server import FakeWooCommerce
+
+    assert run("db", "upgrade").exit_code == 0
+    with FakeWooCommerce() as fake:
+        result = run("shops", "add", "--platform", "woocommerce", "--domain", "shop.example.com",
+                     "--api-base-url", fake.url, "--consumer-key", fake.consumer_key,
+                     "--consumer-secret", fake.consumer_secret, "--register-webhooks", "--json")
+        assert result.exit_code == 0, result.output
+        created = json.loads(result.output)
+        assert len(created["webhook_ids"]) == 3
+        hooks = [r.json() for r in fake.requests_to("POST", "/wp-json/wc/v3/webhooks")]
+        assert sorted(h["topic"] for h in hooks) == ["product.created", "product.deleted", "product.updated"]
+        assert {h["delivery_url"] for h in hooks} == {f"http://localhost:8000/webhooks/woocommerce/{created['id']}"}
+        assert {h["secret"] for h in hooks} == {created["webhook_secret"]}
