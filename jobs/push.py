@@ -67,16 +67,25 @@ def _run(render_id: int) -> None:
         if retry:
             raise unusable
         return
+    try:
+        _push_all_of(render_id, connector, product_id, pending)
+        if earlier and hasattr(connector, "delete_asset"):
+            _remove_earlier(render_id, connector, product_id, earlier)
+    finally:
+        if hasattr(connector, "close"):
+            connector.close()  # its HTTP session: one per push job, never leaked
+
+
+def _push_all_of(render_id: int, connector, product_id: str, pending: list) -> None:  # type: ignore[no-untyped-def, type-arg]
+    svc = services()
     batch = [(asset_id, PushAsset(data=svc.storage.get(key), **describe)) for asset_id, key, describe in pending]
     push_all = getattr(connector, "push_all", None)
     if push_all is not None and batch:
         # A connector that announces a render's assets in one message (the callback) gets them together.
         _push(render_id, [asset_id for asset_id, _ in batch], lambda: push_all(product_id, [a for _, a in batch]))
-    else:
-        for asset_id, asset in batch:
-            _push(render_id, [asset_id], lambda asset=asset: [connector.push_asset(product_id, asset)])
-    if earlier and hasattr(connector, "delete_asset"):
-        _remove_earlier(render_id, connector, product_id, earlier)
+        return
+    for asset_id, asset in batch:
+        _push(render_id, [asset_id], lambda asset=asset: [connector.push_asset(product_id, asset)])
 
 
 def _remove_earlier(render_id: int, connector, product_id: str, earlier: list[tuple[int, str]]) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Protocol
+from typing import Protocol, Self
+
+import requests
 
 
 class StoreError(RuntimeError):
@@ -56,6 +58,23 @@ class PushResult:
     external_id: str
     url: str = ""
     created: bool = True  # False when the asset was already there (idempotent retry)
+
+
+class OwnsSession:
+    """For connectors that make their own HTTP session: close() it, or use the connector in a `with`."""
+
+    _session_to_close: requests.Session | None = None
+
+    def close(self) -> None:
+        """Close the HTTP session, when the connector made it."""
+        if self._session_to_close is not None:
+            self._session_to_close.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class StoreConnector(Protocol):

@@ -28,6 +28,7 @@ from typing import Any
 import requests
 
 from catalog_service.stores.base import (
+    OwnsSession,
     AuthRevoked,
     NotFound,
     PushAsset,
@@ -187,7 +188,7 @@ def _errors_text(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-class ShopifyStore:
+class ShopifyStore(OwnsSession):
     """Pushes assets to one Shopify shop's products."""
 
     platform = "shopify"
@@ -218,24 +219,13 @@ class ShopifyStore:
         self.timeout_s = timeout_s
         self.max_throttle_waits = max_throttle_waits
         self._token = access_token
-        self._owns_session = session is None
         self._session = session or requests.Session()
+        self._session_to_close = self._session if session is None else None
         self._sleep = sleep
         self._refresh_token = refresh_token
 
     def __repr__(self) -> str:  # no token in reprs, tracebacks or logs
         return f"ShopifyStore(shop_domain={self.shop_domain!r}, api_version={self.api_version!r})"
-
-    def close(self) -> None:
-        """Close the HTTP session, when the store made it."""
-        if self._owns_session:
-            self._session.close()
-
-    def __enter__(self) -> ShopifyStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- the StoreConnector interface ---------------------------------------------------------
 

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import requests
 
 from catalog_service.stores.base import (
+    OwnsSession,
     AuthRevoked,
     NotFound,
     PushAsset,
@@ -79,7 +80,7 @@ def _stem(filename: str) -> str:
     return filename.rsplit(".", 1)[0] if "." in filename else filename
 
 
-class WooCommerceStore:
+class WooCommerceStore(OwnsSession):
     """Pushes assets onto WooCommerce products; one instance per shop."""
 
     platform = "woocommerce"
@@ -107,24 +108,13 @@ class WooCommerceStore:
         self._wp_auth = (wp_user, wp_app_password) if wp_user and wp_app_password else None
         self.public_asset_url = public_asset_url
         self.timeout_s = timeout_s
-        self._own_session = session is None
         self.session = session if session is not None else requests.Session()
+        self._session_to_close = self.session if session is None else None
 
     @property
     def can_upload(self) -> bool:
         """Whether pushes upload bytes (application password) rather than hand the store a URL."""
         return self._wp_auth is not None
-
-    def close(self) -> None:
-        """Close the HTTP session if this store made it."""
-        if self._own_session:
-            self.session.close()
-
-    def __enter__(self) -> WooCommerceStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # the StoreConnector interface
 
