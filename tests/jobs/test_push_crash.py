@@ -60,10 +60,11 @@ def test_sigkill_between_upload_and_record_then_restart_leaves_one_copy(
         with app.app_context():  # the render here; the push in a worker process of its own
             SimpleWorker([get_queue(RENDERS, redis)], connection=redis, serializer=JSONSerializer).work(burst=True)
 
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "catalog_service.cli", "worker", "--queues", "pushes"],
-            env=worker_env(app_config), stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("wb"),
-        )
+        with (tmp_path / "worker.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "catalog_service.cli", "worker", "--queues", "pushes"],
+                env=worker_env(app_config), stdout=subprocess.DEVNULL, stderr=log,
+            )
         try:
             deadline = time.monotonic() + 60
             while fake.media_created < 1 and time.monotonic() < deadline and worker.poll() is None:
