@@ -75,6 +75,16 @@ def worker(burst: bool, queues: str) -> None:
 
 
 @main.command()
+@click.option("--once", is_flag=True, help="sweep once and exit (for cron or RQ's scheduler)")
+@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(1, 3600), help="seconds between sweeps")
+def sweeper(once: bool, interval: float) -> None:
+    """Queue again the renders and pushes whose RQ job was lost (Redis down or flushed, a worker killed)."""
+    from jobs.sweeper import run_sweeper
+
+    run_sweeper(_app(), interval_s=interval, once=once)
+
+
+@main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "output", type=click.Path(dir_okay=False, path_type=Path), help="output file (one input only)")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), help="directory for the outputs")

@@ -1,0 +1,90 @@
+"""The sweeper queues again what the database waits for and Redis lost, and gives up after a bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from catalog_service.models import Asset, AssetKind, Product, PushStatus, Render, RenderStatus
+from jobs.queues import ALL_QUEUES, get_queue, redis_connection
+from jobs.sweeper import MAX_ATTEMPTS, due, sweep
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("age_s", "attempts", "expected"),
+    [(30, 0, False), (61, 0, True), (100, 1, False), (121, 1, True), (3599, 6, False), (3600, 9, True)],
+)
+def test_due_waits_a_grace_then_backs_off_exponentially_with_a_cap(age_s: int, attempts: int, expected: bool) -> None:
+    """A new row gets a minute of grace; then 2**attempts minutes, never more than an hour."""
+    assert due(NOW - dt.timedelta(seconds=age_s), attempts, NOW) is expected
+
+
+def make_render(app, shop_id: int, *, status: RenderStatus, attempts: int, age: dt.timedelta) -> int:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            product = Product(shop_id=shop_id, external_id=f"p{attempts}{status.value}")
+            session.add(product)
+            session.flush()
+            render = Render(shop_id=shop_id, product_id=product.id, status=status, attempts=attempts,
+                            created_at=NOW - age, updated_at=NOW - age)
+            session.add(render)
+            session.flush()
+            return render.id
+
+
+def run_sweep(app, redis, now=NOW) -> dict:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            return sweep(session, redis, now=now)
+
+
+def test_a_webhook_taken_while_redis_was_down_is_rendered_after_the_sweep(
+        app, redis, webhooks, image_server, model_session) -> None:
+    """Redis down at intake: 200, the render committed but not queued; the sweeper queues it; it completes."""
+    app.extensions["catalog"].redis = redis_connection("redis://127.0.0.1:1/0")
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    body = webhooks.send("product.created", {"id": 3, "title": "Cup", "images": [{"id": 1, "src": src}]}).get_json()
+    assert body["queued"] is False
+    app.extensions["catalog"].redis = redis
+    assert run_sweep(app, redis, now=dt.datetime.now(dt.timezone.utc))["renders"] == 0  # still in its grace
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
+    assert run_sweep(app, redis, now=later)["renders"] == 1
+    with app.app_context():
+        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
+            burst=True)
+        render = app.extensions["catalog_db"].session().get(Render, body["render_id"])
+        assert render.status == RenderStatus.SUCCEEDED
+        assert {a.push_status for a in render.assets} == {PushStatus.PUSHED}
+
+
+def test_a_render_left_running_by_a_dead_worker_is_queued_again_then_given_up(app, redis, shop) -> None:
+    """Running with no job: queued again with backoff; at the attempt limit it fails with a reason."""
+    stuck = make_render(app, shop[0], status=RenderStatus.RUNNING, attempts=1, age=dt.timedelta(minutes=10))
+    spent = make_render(app, shop[0], status=RenderStatus.RUNNING, attempts=MAX_ATTEMPTS, age=dt.timedelta(hours=2))
+    counts = run_sweep(app, redis)
+    assert counts == {"renders": 1, "pushes": 0, "given_up": 1}
+    assert redis.lrange("rq:queue:renders", 0, -1) == [f"render-{stuck}".encode()]
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert session.get(Render, stuck).status == RenderStatus.QUEUED
+        failed = session.get(Render, spent)
+        assert failed.status == RenderStatus.FAILED and "Gave up" in failed.last_error
+    assert run_sweep(app, redis)["renders"] == 0  # its job is alive now: not queued twice
+
+
+def test_a_finished_render_with_assets_never_pushed_gets_its_push(app, redis, shop) -> None:
+    """Pending assets and no push job: the push is queued."""
+    render_id = make_render(app, shop[0], status=RenderStatus.SUCCEEDED, attempts=1, age=dt.timedelta(minutes=5))
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            session.add(Asset(shop_id=shop[0], render_id=render_id, kind=AssetKind.CUTOUT, storage_key="k",
+                              content_type="image/png", width=1, height=1, bytes=1))
+    assert run_sweep(app, redis)["pushes"] == 1
+    assert redis.lrange("rq:queue:pushes", 0, -1) == [f"push-{render_id}".encode()]
