@@ -69,11 +69,13 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .assets import bp as assets_bp
+    from .ops import bp as ops_bp
     from .shopify_install import bp as shopify_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(assets_bp)
+    app.register_blueprint(ops_bp)
     app.register_blueprint(shopify_bp)
 
     @app.errorhandler(HTTPException)
@@ -90,10 +92,6 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         response = jsonify(error={"code": 503, "message": "The service cannot reach its database; retry later."})
         response.status_code = 503
         return response
-
-    @app.get("/healthz")
-    def healthz():  # type: ignore[no-untyped-def]
-        return {"status": "ok"}
 
     return app
 
