@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from jobs.queues import redis_connection
 
-from . import db, security
+from . import db, logs, security
 from .config import Config
 from .http import make_session
 from .scenes import provider_for
@@ -52,7 +52,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     # Webhook and API bodies are JSON documents; anything bigger is refused (413) before it is read.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["TESTING"] = config.testing
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(config.log_level, config.log_format)
     security.configure(config.secret_key)
 
     database = db.init_app(app)

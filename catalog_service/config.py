@@ -66,6 +66,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "push_timeout_s": ("CATALOG_PUSH_TIMEOUT_S", parse_int, "RQ timeout of one push job"),
     "folder_store_dir": ("CATALOG_FOLDER_STORE_DIR", str, "where the folder store writes shop files"),
     "log_level": ("CATALOG_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
+    "log_format": ("CATALOG_LOG_FORMAT", str, "json (one object a line) or text"),
     "max_body_bytes": ("CATALOG_MAX_BODY_BYTES", parse_int, "largest webhook or API body accepted, in bytes"),
     "shopify_api_key": ("CATALOG_SHOPIFY_API_KEY", str, "the Shopify app's client id"),
     "shopify_api_secret": ("CATALOG_SHOPIFY_API_SECRET", str, "the Shopify app's client secret (signs webhooks)"),
@@ -105,6 +106,7 @@ class Config:
     push_timeout_s: int = 300
     folder_store_dir: str = ""  # default derived from var_dir
     log_level: str = "INFO"
+    log_format: str = "json"
     max_body_bytes: int = 5 * 1024 * 1024
     shopify_api_key: str = ""
     shopify_api_secret: str = ""
@@ -168,6 +170,8 @@ class Config:
         if self.max_pixels < 1 or self.max_source_bytes < 1 or self.max_body_bytes < 1 or self.cutout_max_side < 16:
             raise ConfigError("size limits must be positive (cutout_max_side at least 16)")
         self.scene_dimensions()  # raises on a malformed size
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("CATALOG_LOG_FORMAT must be json or text")
         if not 1 <= self.scene_concurrency <= 16:
             raise ConfigError("CATALOG_SCENE_CONCURRENCY must be between 1 and 16")
         if not 0 <= self.openai_max_retries <= 10:

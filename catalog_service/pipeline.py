@@ -5,6 +5,7 @@ jobs/render.py loads the rows, calls make_assets(), and saves what comes back.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import io
 import time
@@ -102,8 +103,10 @@ def make_assets(source: bytes, plan: RenderPlan, *, session: Any, provider: Scen
             continue
         calls.append(request)
 
+    # Each scene runs in a copy of this thread's context, so its log lines keep the render and shop ids.
+    contexts = [contextvars.copy_context() for _ in calls]
     with ThreadPoolExecutor(max_workers=max(1, min(plan.concurrency, len(calls) or 1))) as pool:
-        outcomes = list(pool.map(lambda request: _scene(provider, request), calls))
+        outcomes = list(pool.map(lambda pair: pair[0].run(_scene, provider, pair[1]), zip(contexts, calls)))
     transient = next((outcome for outcome in outcomes if isinstance(outcome, ProviderError) and outcome.retryable), None)
     if transient is not None:
         raise transient

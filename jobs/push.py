@@ -10,6 +10,7 @@ from rq import get_current_job
 from sqlalchemy import select
 
 from catalog_service.app import services
+from catalog_service.logs import bind, log_context
 from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
 from catalog_service.schemas import settings_with_defaults
 from catalog_service.stores import connector_for
@@ -24,7 +25,8 @@ def push_render(render_id: int) -> None:
     """RQ entry point for queue `pushes`."""
     svc = services()
     try:
-        _run(render_id)
+        with log_context(render=render_id, job="push"):
+            _run(render_id)
     finally:
         svc.db.remove()
 
@@ -37,6 +39,7 @@ def _run(render_id: int) -> None:
             return
         shop = session.get(Shop, render.shop_id)
         assert shop is not None
+        bind(shop=shop.id)
         try:
             connector = connector_for(shop, svc.config, svc.db)
         except StoreError as exc:

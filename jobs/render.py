@@ -12,6 +12,7 @@ from catalog_service.app import services
 from catalog_service.http import FetchError, fetch
 from catalog_service.imaging.cutout import CutoutOptions, get_session
 from catalog_service.imaging.errors import ImageRejected
+from catalog_service.logs import log_context
 from catalog_service.models import (
     Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, UsageRecord, utcnow,
 )
@@ -41,13 +42,15 @@ def render_product(render_id: int) -> None:
         with svc.db.transaction() as session:
             render = session.get(Render, render_id)
             refine = render is not None and not render.status.is_finished and "refine" in render.options
+            shop_id = render.shop_id if render is not None else None
         svc.db.remove()
-        if refine:
-            from .refine import refine_scene
+        with log_context(render=render_id, shop=shop_id, job="render"):
+            if refine:
+                from .refine import refine_scene
 
-            refine_scene(render_id)
-        else:
-            _run(render_id)
+                refine_scene(render_id)
+            else:
+                _run(render_id)
     finally:
         svc.db.remove()
 
