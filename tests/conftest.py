@@ -142,6 +142,19 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
 
 
 @pytest.fixture
+def worker_env(app_config: dict[str, object]) -> dict[str, str]:
+    """The test app's settings as the environment of a separate worker process."""
+    names = {"var_dir": "CATALOG_VAR_DIR", "database_url": "CATALOG_DATABASE_URL", "redis_url": "CATALOG_REDIS_URL",
+             "storage_url": "CATALOG_STORAGE_URL", "folder_store_dir": "CATALOG_FOLDER_STORE_DIR",
+             "model_dir": "CATALOG_MODEL_DIR", "secret_key": "CATALOG_SECRET_KEY",
+             "shopify_api_secret": "CATALOG_SHOPIFY_API_SECRET", "scene_provider": "CATALOG_SCENE_PROVIDER"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CATALOG_")}
+    env.update({var: str(app_config[name]) for name, var in names.items()})
+    env.update(CATALOG_ALLOW_PRIVATE_URLS="true", CATALOG_LOG_LEVEL="WARNING")
+    return env
+
+
+@pytest.fixture
 def app(app_config: dict[str, object], redis: Redis):  # type: ignore[no-untyped-def]
     application = create_app(app_config)
     yield application
@@ -171,6 +184,7 @@ class ImageServer:
         import threading
 
         self.files: dict[str, tuple[bytes, str, int]] = {}
+        self.delays: dict[str, float] = {}
         self.requests: list[str] = []
         server_self = self
 
@@ -179,6 +193,8 @@ class ImageServer:
                 path = self.path.split("?", 1)[0]
                 server_self.requests.append(path)
                 data, content_type, status = server_self.files.get(path, (b"not found", "text/plain", 404))
+                if path in server_self.delays:
+                    time.sleep(server_self.delays[path])
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
@@ -193,8 +209,11 @@ class ImageServer:
         self._thread.start()
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def serve(self, path: str, data: bytes, content_type: str = "image/png", status: int = 200) -> str:
+    def serve(self, path: str, data: bytes, content_type: str = "image/png", status: int = 200,
+              delay_s: float = 0.0) -> str:
         self.files[path] = (data, content_type, status)
+        if delay_s:
+            self.delays[path] = delay_s
         return self.base + path
 
     def close(self) -> None:

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,21 +27,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PRODUCT = 31337
 
 
-def worker_env(app_config: dict) -> dict[str, str]:  # type: ignore[type-arg]
-    """The test app's settings as the environment of a separate worker process."""
-    names = {"var_dir": "CATALOG_VAR_DIR", "database_url": "CATALOG_DATABASE_URL", "redis_url": "CATALOG_REDIS_URL",
-             "storage_url": "CATALOG_STORAGE_URL", "folder_store_dir": "CATALOG_FOLDER_STORE_DIR",
-             "model_dir": "CATALOG_MODEL_DIR", "secret_key": "CATALOG_SECRET_KEY",
-             "shopify_api_secret": "CATALOG_SHOPIFY_API_SECRET", "scene_provider": "CATALOG_SCENE_PROVIDER"}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CATALOG_")}
-    env.update({var: str(app_config[name]) for name, var in names.items()})
-    env.update(CATALOG_ALLOW_PRIVATE_URLS="true", CATALOG_LOG_LEVEL="WARNING")
-    return env
-
-
 @pytest.mark.slow
 def test_sigkill_between_upload_and_record_then_restart_leaves_one_copy(
-        app, client, redis, image_server, model_session, app_config, tmp_path) -> None:
+        app, client, redis, image_server, model_session, app_config, worker_env, tmp_path) -> None:
     """Kill -9 the push worker mid-push; after the restart every asset is on the product exactly once."""
     with FakeShopify(ready_after_polls=3) as fake:  # each media takes a few seconds to turn READY
         fake.add_product(PRODUCT, "Cup")
@@ -63,7 +50,7 @@ def test_sigkill_between_upload_and_record_then_restart_leaves_one_copy(
         with (tmp_path / "worker.log").open("wb") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "catalog_service.cli", "worker", "--queues", "pushes"],
-                env=worker_env(app_config), stdout=subprocess.DEVNULL, stderr=log,
+                env=worker_env, stdout=subprocess.DEVNULL, stderr=log,
             )
         try:
             deadline = time.monotonic() + 60
