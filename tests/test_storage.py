@@ -191,7 +191,7 @@ def test_storage_from_url_absolute(tmp_path):
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("s3://bucket/prefix", "S3 storage is not available yet"),
+        ("s3://", "no valid bucket"),
         ("ftp://host/dir", "unsupported"),
         ("file://", "names no directory"),
         ("var/assets", "no scheme"),
