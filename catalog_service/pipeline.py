@@ -62,12 +62,15 @@ class RenderPlan:
     concurrency: int = 4
 
 
-def make_assets(source: bytes, plan: RenderPlan, *, session: Any, provider: SceneProvider) -> PipelineResult:
+def make_assets(
+    source: bytes, plan: RenderPlan, *, session: Any, provider: SceneProvider, final_attempt: bool = True
+) -> PipelineResult:
     """Cutout, white variant and scenes for one source photo.
 
     A bad photo raises ImageRejected (nothing can be made). The scenes are made concurrently; one that
     fails permanently, or would pass the budget, is recorded in `errors` while the others still ship; a
-    transient provider failure is raised so the job can be retried.
+    transient provider failure is raised so the job can be retried, unless this is the final attempt:
+    then it is recorded too, and the cutout and the other scenes ship without it.
     """
     timings: dict[str, int] = {}
     started = time.perf_counter()
@@ -108,7 +111,7 @@ def make_assets(source: bytes, plan: RenderPlan, *, session: Any, provider: Scen
     with ThreadPoolExecutor(max_workers=max(1, min(plan.concurrency, len(calls) or 1))) as pool:
         outcomes = list(pool.map(lambda pair: pair[0].run(_scene, provider, pair[1]), zip(contexts, calls)))
     transient = next((outcome for outcome in outcomes if isinstance(outcome, ProviderError) and outcome.retryable), None)
-    if transient is not None:
+    if transient is not None and not final_attempt:
         raise transient
     for request, outcome in zip(calls, outcomes):
         name = request.preset.name

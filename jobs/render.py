@@ -81,8 +81,10 @@ def _run(render_id: int) -> None:
         if not sources:
             raise RenderFailed("The product has no images to work from.")
         source = _fetch_source(sources[0])
+        job = get_current_job()
         result = make_assets(
             source, plan, session=get_session(svc.config.cutout_model, svc.config.model_dir), provider=provider,
+            final_attempt=job is None or not job.retries_left,
         )
     except (RenderFailed, ImageRejected) as exc:
         _finish_failed(render_id, str(exc))

@@ -137,3 +137,24 @@ def test_refine_makes_a_linked_second_version_with_the_mask(
     with app.app_context():
         count = app.extensions["catalog_db"].session().scalar(select(func.count()).select_from(Asset))
     assert count == len(load(app, render_id).assets) + 1
+
+
+@pytest.mark.slow
+def test_openai_failing_on_every_attempt_ends_partial_with_the_reason(
+        app, redis, webhooks, image_server, model_session, fake_openai, openai_shop) -> None:
+    """5xx on every call: RQ retries the render, and its last attempt ships the cutout with the scenes' reason."""
+    from rq.registry import ScheduledJobRegistry
+
+    from jobs.queues import RENDERS
+
+    fake_openai.fail(status=500, times=1000)
+    render_id = send_product(webhooks, image_server)
+    scheduled = ScheduledJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer)
+    for _attempt in range(5):  # each failed attempt waits its backoff: move the clock past it
+        work(app, redis)
+        for job_id in scheduled.get_jobs_to_schedule(timestamp=int(time.time() + 3600)):
+            scheduled.requeue(job_id)
+    render = load(app, render_id)
+    assert render.status == RenderStatus.PARTIAL and render.attempts == 4  # the first try and three retries
+    assert {e["reason"] for e in render.errors} == {"upstream"} and len(render.errors) == 3
+    assert sorted(a.kind.value for a in render.assets) == ["cutout", "white"]
