@@ -24,6 +24,11 @@ def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool 
         # a forking worker would pay for it again in each child.
         get_session(svc.config.cutout_model, svc.config.model_dir)
         log.info("worker model=%s queues=%s loaded", svc.config.cutout_model, ",".join(queues))
+        if not burst:
+            # The sweep rides on RQ's scheduler, which every long-running worker runs (with_scheduler=True).
+            from .sweeper import schedule_sweep
+
+            schedule_sweep(svc.redis)
         worker = SimpleWorker(
             [get_queue(name, svc.redis) for name in queues], connection=svc.redis, serializer=JSONSerializer
         )

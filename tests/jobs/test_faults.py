@@ -7,10 +7,15 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import shutil
+import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -18,7 +23,7 @@ from rq.serializers import JSONSerializer
 from catalog_service.models import PushStatus, Render, RenderStatus
 from catalog_service.shops import create_shop
 from fakes.woocommerce_server import FakeWooCommerce
-from jobs.queues import ALL_QUEUES, PUSHES, get_queue
+from jobs.queues import ALL_QUEUES, PUSHES, get_queue, redis_connection
 from jobs.sweeper import sweep
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -30,26 +35,55 @@ def work(app, redis) -> None:  # type: ignore[no-untyped-def]
             burst=True)
 
 
+def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            Redis(port=port, socket_connect_timeout=0.2).ping()
+            return process
+        except RedisError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
 @pytest.mark.slow
-def test_renders_queued_when_redis_loses_its_data_all_complete(
-        app, redis, webhooks, image_server, model_session) -> None:
-    """Three products queued, then Redis comes back empty: the sweeper re-queues all three, all complete."""
-    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
-    ids = [webhooks.send("product.created", {"id": n, "title": f"Cup {n}", "images": [{"id": 1, "src": src}]}
-                         ).get_json()["render_id"] for n in (1, 2, 3)]
-    assert redis.llen("rq:queue:renders") == 3
-    redis.flushall()  # what a Redis restart without persistence leaves
-    with app.app_context():
-        with app.extensions["catalog_db"].transaction() as session:
-            counts = sweep(session, redis, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))
-    assert counts["renders"] == 3
-    work(app, redis)
-    with app.app_context():
-        session = app.extensions["catalog_db"].session()
-        for render_id in ids:
-            render = session.get(Render, render_id)
-            assert render.status == RenderStatus.SUCCEEDED
-            assert {a.push_status for a in render.assets} == {PushStatus.PUSHED}
+def test_renders_queued_when_redis_restarts_with_its_data_gone_all_complete(
+        app, webhooks, image_server, model_session, tmp_path) -> None:
+    """Three products queued, Redis restarted empty: the sweeper re-queues all three and all complete."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = start_redis(port, tmp_path)
+    redis = redis_connection(f"redis://127.0.0.1:{port}/0")
+    app.extensions["catalog"].redis = redis
+    try:
+        src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+        ids = [webhooks.send("product.created", {"id": n, "title": f"Cup {n}", "images": [{"id": 1, "src": src}]}
+                             ).get_json()["render_id"] for n in (1, 2, 3)]
+        assert redis.llen("rq:queue:renders") == 3
+        server.terminate()  # no persistence: it comes back empty
+        server.wait(timeout=10)
+        server = start_redis(port, tmp_path)
+        assert redis.llen("rq:queue:renders") == 0
+        with app.app_context():
+            with app.extensions["catalog_db"].transaction() as session:
+                counts = sweep(session, redis, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))
+        assert counts["renders"] == 3
+        work(app, redis)
+        with app.app_context():
+            session = app.extensions["catalog_db"].session()
+            for render_id in ids:
+                render = session.get(Render, render_id)
+                assert render.status == RenderStatus.SUCCEEDED
+                assert {a.push_status for a in render.assets} == {PushStatus.PUSHED}
+    finally:
+        redis.close()
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.mark.slow
@@ -82,3 +116,48 @@ def test_store_failing_for_a_while_then_recovering_gets_every_asset_once(
             assert {a.push_status for a in assets} == {PushStatus.PUSHED}
         assert len(fake.images_of(product_id)) == len(assets) == 5
         assert len(fake.uploads()) == 5
+
+
+@pytest.mark.slow
+def test_worker_sigkilled_mid_render_then_another_worker_completes_it(
+        app, redis, webhooks, image_server, model_session, worker_env, tmp_path) -> None:
+    """Kill -9 while the photo downloads: the abandoned job is retried and the next worker finishes it."""
+    import signal
+    import subprocess
+    import sys
+
+    from rq.registry import StartedJobRegistry
+
+    from jobs.queues import RENDERS
+
+    src = image_server.serve("/slow.png", (FIXTURES / "coffee.png").read_bytes(), delay_s=5.0)
+    render_id = webhooks.send("product.created", {"id": 4, "title": "Cup", "images": [{"id": 1, "src": src}]}
+                              ).get_json()["render_id"]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "catalog_service.cli", "worker", "--queues", "renders"],
+                                  env=worker_env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status != RenderStatus.RUNNING:
+            time.sleep(0.1)
+            with app.app_context():
+                status = app.extensions["catalog_db"].session().get(Render, render_id).status
+                app.extensions["catalog_db"].remove()
+        assert status == RenderStatus.RUNNING, (tmp_path / "worker.log").read_text()
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    image_server.delays.clear()
+    later = time.time() + 3600  # the dead worker's heartbeat is long expired by then
+    StartedJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer).cleanup(timestamp=later)
+    scheduled = ScheduledJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer)
+    for job_id in scheduled.get_jobs_to_schedule(timestamp=int(later)):
+        scheduled.requeue(job_id)
+    work(app, redis)
+    with app.app_context():
+        render = app.extensions["catalog_db"].session().get(Render, render_id)
+        assert render.status == RenderStatus.SUCCEEDED and render.attempts == 2

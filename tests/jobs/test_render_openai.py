@@ -158,3 +158,27 @@ def test_openai_failing_on_every_attempt_ends_partial_with_the_reason(
     assert render.status == RenderStatus.PARTIAL and render.attempts == 4  # the first try and three retries
     assert {e["reason"] for e in render.errors} == {"upstream"} and len(render.errors) == 3
     assert sorted(a.kind.value for a in render.assets) == ["cutout", "white"]
+
+
+@pytest.mark.slow
+def test_openai_timing_out_is_retried_then_partial_with_the_reason(
+        app, redis, webhooks, image_server, model_session, fake_openai, openai_shop) -> None:
+    """Every call outlasts the timeout: the library retries, RQ retries, and the last attempt ends partial."""
+    from rq.registry import ScheduledJobRegistry
+
+    from jobs.queues import RENDERS
+
+    app.extensions["catalog"].config.openai_timeout_s = 0.5
+    app.extensions["catalog"].config.openai_max_retries = 1
+    openai_shop(scene_presets=["studio"])
+    fake_openai.latency_s = 2.0
+    render_id = send_product(webhooks, image_server)
+    scheduled = ScheduledJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer)
+    for _attempt in range(5):
+        work(app, redis)
+        for job_id in scheduled.get_jobs_to_schedule(timestamp=int(time.time() + 3600)):
+            scheduled.requeue(job_id)
+    render = load(app, render_id)
+    assert render.status == RenderStatus.PARTIAL and render.attempts == 4
+    assert [e["reason"] for e in render.errors] == ["timeout"]
+    assert len(fake_openai.requests) == 4 * 2  # each attempt: the first call and one library retry
