@@ -237,8 +237,6 @@ class GenericWebhooks:
     def send(self, event: str, product: dict, *, delivery_id: str | None = None, secret: str | None = None):  # type: ignore[no-untyped-def]
         import json
 
-        from catalog_service.security import hmac_sha256
-
         body = json.dumps({"event": event, "product": product}).encode()
         return self.post(body, delivery_id=delivery_id or uuid.uuid4().hex, secret=secret)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 from pathlib import Path
 
 import pytest
@@ -173,18 +171,14 @@ def test_refine_validates_its_body(app, api, body: dict, field: str) -> None:
 
 def test_refine_with_the_compositor_fails_with_a_reason(app, api, redis) -> None:
     """Refinement is queued (202) and, without OpenAI, the render fails saying what to choose."""
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
-
-    from jobs.queues import ALL_QUEUES, get_queue
+    from support import run_jobs
 
     asset_id = make_scene(app, api.id)
     response = api.post(f"/api/v1/assets/{asset_id}/refine", json={"instruction": "add a sprig of mint",
                                                                    "rect": [8, 8, 32, 32]})
     assert response.status_code == 202
     render_id = response.get_json()["render_id"]
-    with app.app_context():
-        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(burst=True)
+    run_jobs(app, redis)
     status = api.get(f"/api/v1/renders/{render_id}").get_json()
     assert status["status"] == "failed" and "OpenAI provider" in status["error"]
 

@@ -7,11 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from catalog_service.logs import JsonFormatter, log_context
-from jobs.queues import ALL_QUEUES, get_queue
+from support import run_jobs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -45,9 +43,7 @@ def test_every_line_of_a_render_and_its_push_names_the_render_and_shop(
         src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
         render_id = webhooks.send("product.created", {"id": 1, "title": "Cup", "images": [{"id": 1, "src": src}]}
                                   ).get_json()["render_id"]
-        with app.app_context():
-            SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis,
-                         serializer=JSONSerializer).work(burst=True)
+        run_jobs(app, redis)
     finally:
         for name in ("jobs.render", "jobs.push"):
             logging.getLogger(name).removeHandler(handler)

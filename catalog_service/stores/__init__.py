@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from ..config import Config
 from ..db import Database
@@ -16,15 +17,21 @@ def storage_key_for(asset: PushAsset) -> str:
     return f"sha256/{asset.key[:2]}/{asset.key[2:4]}/{asset.key}.{ext}"
 
 
+def public_url_for(config: Config) -> Callable[[PushAsset], str]:
+    """A signed, expiring download link for a pushed asset, for stores that fetch it from us."""
+    from ..assets import signed_url
+
+    return lambda asset: signed_url(config, storage_key_for(asset))
+
+
 def connector_for(shop: Shop, config: Config, db: Database | None = None) -> StoreConnector:
     """The connector that pushes assets to this shop (read the shop's secrets inside a session)."""
     if shop.platform == Platform.GENERIC and shop.callback_url:
-        from ..assets import signed_url
         from .callback import CallbackStore
 
         return CallbackStore(
             callback_url=shop.callback_url, secret=shop.webhook_secret or "",
-            asset_url=lambda asset: signed_url(config, storage_key_for(asset)),
+            asset_url=public_url_for(config),
             allow_private=config.allow_private_urls,
         )
     if shop.platform in (Platform.FOLDER, Platform.GENERIC):
@@ -45,7 +52,6 @@ def connector_for(shop: Shop, config: Config, db: Database | None = None) -> Sto
                             api_base_url=shop.api_base_url or config.shopify_admin_url or None,
                             refresh_token=refresher(db, shop.id, config) if db is not None else None)
     if shop.platform == Platform.WOOCOMMERCE:
-        from ..assets import signed_url
         from .woocommerce import WooCommerceStore
 
         creds = json.loads(shop.credentials or "{}")
@@ -55,6 +61,6 @@ def connector_for(shop: Shop, config: Config, db: Database | None = None) -> Sto
             base_url=shop.api_base_url or f"https://{shop.domain}", consumer_key=creds["consumer_key"],
             consumer_secret=creds["consumer_secret"], wp_user=creds.get("wp_user"),
             wp_app_password=creds.get("wp_app_password"),
-            public_asset_url=lambda asset: signed_url(config, storage_key_for(asset)),
+            public_asset_url=public_url_for(config),
         )
     raise ValueError(f"no connector for {shop.platform.value} shops")

@@ -16,23 +16,18 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import SimpleWorker
-from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from catalog_service.models import PushStatus, Render, RenderStatus
 from catalog_service.shops import create_shop
 from fakes.woocommerce_server import FakeWooCommerce
-from jobs.queues import ALL_QUEUES, PUSHES, get_queue, redis_connection
+from jobs.queues import PUSHES, RENDERS, redis_connection
 from jobs.sweeper import sweep
+from support import requeue_due_retries, run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def work(app, redis) -> None:  # type: ignore[no-untyped-def]
-    with app.app_context():
-        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
-            burst=True)
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -73,7 +68,7 @@ def test_renders_queued_when_redis_restarts_with_its_data_gone_all_complete(
             with app.extensions["catalog_db"].transaction() as session:
                 counts = sweep(session, redis, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))
         assert counts["renders"] == 3
-        work(app, redis)
+        run_jobs(app, redis)
         with app.app_context():
             session = app.extensions["catalog_db"].session()
             for render_id in ids:
@@ -106,11 +101,9 @@ def test_store_failing_for_a_while_then_recovering_gets_every_asset_once(
                                 headers={"X-WC-Webhook-Topic": "product.created", "X-WC-Webhook-Signature": signature,
                                          "X-WC-Webhook-Delivery-ID": "9"}).get_json()["render_id"]
         fake.fail_next(3, status=500)
-        scheduled = ScheduledJobRegistry(PUSHES, connection=redis, serializer=JSONSerializer)
         for _round in range(5):  # each failed attempt is retried after its backoff; move the clock past it
-            work(app, redis)
-            for job_id in scheduled.get_jobs_to_schedule(timestamp=int(time.time() + 3600)):
-                scheduled.requeue(job_id)
+            run_jobs(app, redis)
+            requeue_due_retries(redis, PUSHES, now=time.time() + 3600)
         with app.app_context():
             assets = app.extensions["catalog_db"].session().get(Render, render_id).assets
             assert {a.push_status for a in assets} == {PushStatus.PUSHED}
@@ -127,8 +120,6 @@ def test_worker_sigkilled_mid_render_then_another_worker_completes_it(
     import sys
 
     from rq.registry import StartedJobRegistry
-
-    from jobs.queues import RENDERS
 
     src = image_server.serve("/slow.png", (FIXTURES / "coffee.png").read_bytes(), delay_s=5.0)
     render_id = webhooks.send("product.created", {"id": 4, "title": "Cup", "images": [{"id": 1, "src": src}]}
@@ -154,10 +145,8 @@ def test_worker_sigkilled_mid_render_then_another_worker_completes_it(
     image_server.delays.clear()
     later = time.time() + 3600  # the dead worker's heartbeat is long expired by then
     StartedJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer).cleanup(timestamp=later)
-    scheduled = ScheduledJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer)
-    for job_id in scheduled.get_jobs_to_schedule(timestamp=int(later)):
-        scheduled.requeue(job_id)
-    work(app, redis)
+    requeue_due_retries(redis, RENDERS, now=later)
+    run_jobs(app, redis)
     with app.app_context():
         render = app.extensions["catalog_db"].session().get(Render, render_id)
         assert render.status == RenderStatus.SUCCEEDED and render.attempts == 2

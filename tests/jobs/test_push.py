@@ -11,12 +11,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from catalog_service.models import PushStatus, Render, RenderStatus, Shop
 from catalog_service.schemas import settings_with_defaults
-from jobs.queues import ALL_QUEUES, get_queue
+from support import run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -61,10 +59,6 @@ def receiver(app, shop):  # type: ignore[no-untyped-def]
     r.close()
 
 
-def work(app, redis) -> None:  # type: ignore[no-untyped-def]
-    with app.app_context():
-        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
-            burst=True)
 
 
 def send(webhooks, image_server) -> int:  # type: ignore[no-untyped-def]
@@ -85,7 +79,7 @@ def test_callback_gets_one_signed_message_with_working_links(
         app, client, redis, webhooks, image_server, receiver, model_session, shop) -> None:
     """The platform hears once, can verify our signature, and downloads every asset from its link."""
     render_id = send(webhooks, image_server)
-    work(app, redis)
+    run_jobs(app, redis)
     render = render_of(app, render_id)
     assert render.status == RenderStatus.SUCCEEDED
     assert all(a.push_status == PushStatus.PUSHED for a in render.assets)
@@ -108,13 +102,13 @@ def test_failing_callback_is_visible_and_can_be_pushed_again(
     """A callback that refuses (400) leaves push_failed with its words; the push API sends again."""
     receiver.statuses = [400]
     render_id = send(webhooks, image_server)
-    work(app, redis)
+    run_jobs(app, redis)
     auth = {"Authorization": f"Bearer {shop[1]}"}
     status = client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()
     assert status["push"]["status"] == "push_failed" and "400" in status["push"]["errors"][0]["message"]
     again = client.post(f"/api/v1/renders/{render_id}/push", headers=auth)
     assert again.status_code == 202 and again.get_json()["assets"] == 5
-    work(app, redis)
+    run_jobs(app, redis)
     assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "pushed"
     assert len(receiver.messages) == 2
     first, second = (h["X-Catalog-Delivery-Id"] for h, _ in receiver.messages)
@@ -130,10 +124,10 @@ def test_review_mode_holds_assets_until_pushed(
             row = session.get(Shop, shop[0])
             row.settings = settings_with_defaults({**row.settings, "publish_mode": "review"})
     render_id = send(webhooks, image_server)
-    work(app, redis)
+    run_jobs(app, redis)
     assert receiver.messages == []
     auth = {"Authorization": f"Bearer {shop[1]}"}
     assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "held"
     assert client.post(f"/api/v1/renders/{render_id}/push", headers=auth).status_code == 202
-    work(app, redis)
+    run_jobs(app, redis)
     assert len(receiver.messages) == 1

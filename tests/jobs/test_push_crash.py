@@ -14,14 +14,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from catalog_service.models import PushStatus, Render
 from catalog_service.shops import create_shop
 from fakes.shopify_server import FakeShopify
-from jobs.queues import PUSHES, RENDERS, get_queue
+from jobs.queues import PUSHES, RENDERS
+from support import requeue_due_retries, run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PRODUCT = 31337
@@ -44,8 +44,7 @@ def test_sigkill_between_upload_and_record_then_restart_leaves_one_copy(
             "X-Shopify-Topic": "products/create", "X-Shopify-Shop-Domain": fake.shop_domain,
             "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
         }).get_json()["render_id"]
-        with app.app_context():  # the render here; the push in a worker process of its own
-            SimpleWorker([get_queue(RENDERS, redis)], connection=redis, serializer=JSONSerializer).work(burst=True)
+        run_jobs(app, redis, [RENDERS])  # the render here; the push in a worker process of its own
 
         with (tmp_path / "worker.log").open("wb") as log:
             worker = subprocess.Popen(
@@ -70,12 +69,10 @@ def test_sigkill_between_upload_and_record_then_restart_leaves_one_copy(
         # RQ schedules the retry after its backoff, which the clock is moved past here.
         later = time.time() + 3600
         StartedJobRegistry(PUSHES, connection=redis, serializer=JSONSerializer).cleanup(timestamp=later)
-        scheduled = ScheduledJobRegistry(PUSHES, connection=redis, serializer=JSONSerializer)
-        for job_id in scheduled.get_jobs_to_schedule(timestamp=int(later)):
-            scheduled.requeue(job_id)
+        requeue_due_retries(redis, PUSHES, now=later)
         fake.ready_after_polls = 0
+        run_jobs(app, redis, [PUSHES])
         with app.app_context():
-            SimpleWorker([get_queue(PUSHES, redis)], connection=redis, serializer=JSONSerializer).work(burst=True)
             assets = app.extensions["catalog_db"].session().get(Render, render_id).assets
             assert {a.push_status for a in assets} == {PushStatus.PUSHED}
         media = fake.product_media(PRODUCT)

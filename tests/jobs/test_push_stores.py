@@ -10,23 +10,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from catalog_service.models import PushStatus, Render
 from catalog_service.shops import create_shop
 from fakes.shopify_server import FakeShopify
 from fakes.woocommerce_server import FakeWooCommerce
 from jobs.push import push_render
-from jobs.queues import ALL_QUEUES, get_queue
+from support import run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def work(app, redis) -> None:  # type: ignore[no-untyped-def]
-    with app.app_context():
-        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
-            burst=True)
 
 
 def push_again(app, render_id: int) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +55,7 @@ def test_shopify_product_gets_our_media_once_through_throttling_and_a_second_pus
             "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode()})
         render_id = response.get_json()["render_id"]
         fake.throttle(1)
-        work(app, redis)
+        run_jobs(app, redis)
         assert statuses(app, render_id) == {PushStatus.PUSHED}
         assert len(fake.product_media(4242)) == 5
         uploads = len(fake.uploads)
@@ -91,7 +85,7 @@ def test_woocommerce_product_keeps_the_merchants_images_and_gets_ours_once(
                                headers={"X-WC-Webhook-Topic": "product.created", "X-WC-Webhook-Signature": signature,
                                         "X-WC-Webhook-Delivery-ID": "1"})
         render_id = response.get_json()["render_id"]
-        work(app, redis)
+        run_jobs(app, redis)
         assert statuses(app, render_id) == {PushStatus.PUSHED}
         images = fake.images_of(product_id)
         assert images[0] == front and len(images) == 6
@@ -133,7 +127,7 @@ def test_an_expiring_shopify_token_is_refreshed_before_the_push(
         fake.valid_tokens.discard(fake.access_token)  # the old token would be refused
         src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
         render_id = post_shopify_product(client, app_config, fake, src, 7)
-        work(app, redis)
+        run_jobs(app, redis)
         assert statuses(app, render_id) == {PushStatus.PUSHED}
         with app.app_context():
             from catalog_service.models import Shop
@@ -155,7 +149,7 @@ def test_a_refused_refresh_marks_the_shop_for_reauthorisation(
         shop_id = shopify_shop(app, fake, token=fake.access_token, refresh_token="shprt_revoked", expires_in=10)
         src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
         render_id = post_shopify_product(client, app_config, fake, src, 7)
-        work(app, redis)
+        run_jobs(app, redis)
         assert statuses(app, render_id) == {PushStatus.FAILED}
         with app.app_context():
             from catalog_service.models import Render, Shop

@@ -10,22 +10,14 @@ import numpy as np
 
 import pytest
 from PIL import Image
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from catalog_service.models import Asset, AssetKind, PushStatus, Render, RenderStatus
-from jobs.queues import ALL_QUEUES, get_queue
+from support import run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def work(app, redis) -> None:  # type: ignore[no-untyped-def]
-    """Run every queued job in this process, the way `catalog-service worker --burst` does."""
-    with app.app_context():
-        worker = SimpleWorker([get_queue(name, redis) for name in ALL_QUEUES], connection=redis,
-                              serializer=JSONSerializer)
-        worker.work(burst=True)
 
 
 def product(src: str, product_id: int = 7) -> dict:
@@ -46,7 +38,7 @@ def test_webhook_to_pushed_assets(app, redis, webhooks, image_server, model_sess
     src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
     render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
 
-    work(app, redis)
+    run_jobs(app, redis)
 
     render = load_render(app, render_id)
     assert render.status == RenderStatus.SUCCEEDED, render.last_error
@@ -73,7 +65,7 @@ def test_running_the_same_render_twice_adds_nothing(app, redis, webhooks, image_
 
     src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
     render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
-    work(app, redis)
+    run_jobs(app, redis)
     with app.app_context():
         session = app.extensions["catalog_db"].session()
         session.get(Render, render_id).status = RenderStatus.QUEUED
@@ -91,7 +83,7 @@ def test_running_the_same_render_twice_adds_nothing(app, redis, webhooks, image_
 def test_missing_photo_fails_the_render_with_a_reason(app, redis, webhooks, image_server) -> None:
     """A 404 photo URL is permanent: the render fails and says the photo could not be downloaded."""
     render_id = webhooks.send("product.created", product(image_server.base + "/gone.jpg")).get_json()["render_id"]
-    work(app, redis)
+    run_jobs(app, redis)
     render = load_render(app, render_id)
     assert render.status == RenderStatus.FAILED
     assert "could not be downloaded" in render.last_error
@@ -102,7 +94,7 @@ def test_not_an_image_fails_the_render_with_a_reason(app, redis, webhooks, image
     """Bytes that are not a photo fail the render with the decoder's message, and nothing is stored."""
     src = image_server.serve("/fake.png", b"%PDF-1.4 not an image", content_type="image/png")
     render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
-    work(app, redis)
+    run_jobs(app, redis)
     render = load_render(app, render_id)
     assert render.status == RenderStatus.FAILED and render.last_error
     assert render.assets == []
@@ -122,7 +114,7 @@ def test_shop_preset_with_exact_text_gets_a_drawn_badge(app, redis, webhooks, im
                 {"name": "launch", "style": "studio", "size": "1024x1024", "text": "NEW"}]})
     src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
     render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
-    work(app, redis)
+    run_jobs(app, redis)
     render = load_render(app, render_id)
     (scene,) = [a for a in render.assets if a.kind == AssetKind.SCENE]
     assert (scene.preset, scene.width, scene.height) == ("launch", 1024, 1024)
@@ -146,11 +138,11 @@ def test_replace_on_regenerate_takes_our_earlier_images_off(app, redis, webhooks
                                                    "scene_presets": ["studio"]})
     first = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
     first_id = webhooks.send("product.created", product(first)).get_json()["render_id"]
-    work(app, redis)
+    run_jobs(app, redis)
     second = image_server.serve("/rocket.jpg", (FIXTURES / "rocket.jpg").read_bytes(), content_type="image/jpeg")
     second_id = webhooks.send("product.updated", {**product(second), "images": [{"id": 2, "src": second}]}
                               ).get_json()["render_id"]
-    work(app, redis)
+    run_jobs(app, redis)
     assert {a.push_status for a in load_render(app, first_id).assets} == {PushStatus.REMOVED}
     assert {a.push_status for a in load_render(app, second_id).assets} == {PushStatus.PUSHED}
     product_dir = next((tmp_path / "store").iterdir()) / "7"

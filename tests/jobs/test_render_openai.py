@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
 from catalog_service.models import Asset, AssetKind, Render, RenderStatus, Shop, UsageRecord
 from catalog_service.schemas import settings_with_defaults
 from fakes.openai_server import FakeOpenAI
-from jobs.queues import ALL_QUEUES, get_queue
+from jobs.queues import RENDERS
+from support import requeue_due_retries, run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SCENES = ["kitchen-counter", "outdoor", "flat-lay"]
@@ -42,12 +41,6 @@ def openai_shop(app, shop):  # type: ignore[no-untyped-def]
     return configure
 
 
-def work(app, redis) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    with app.app_context():
-        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
-            burst=True)
-    return time.perf_counter() - started
 
 
 def send_product(webhooks, image_server) -> int:  # type: ignore[no-untyped-def]
@@ -69,7 +62,7 @@ def test_three_scenes_with_one_second_latency_finish_together(
     """Each GPT Image call takes a second; the three scenes of a render run at once, not one after another."""
     fake_openai.latency_s = 1.0
     render_id = send_product(webhooks, image_server)
-    elapsed = work(app, redis)
+    elapsed = run_jobs(app, redis)
     render = load(app, render_id)
     assert render.status == RenderStatus.SUCCEEDED, render.last_error
     assert sorted(a.preset for a in render.assets if a.kind == AssetKind.SCENE) == sorted(SCENES)
@@ -87,7 +80,7 @@ def test_refused_scene_makes_a_partial_render_and_the_rest_ships(
     """One scene is refused by the safety system: the cutout and the other scenes ship; the reason is in the API."""
     fake_openai.refuse()
     render_id = send_product(webhooks, image_server)
-    work(app, redis)
+    run_jobs(app, redis)
     render = load(app, render_id)
     assert render.status == RenderStatus.PARTIAL
     assert [e["reason"] for e in render.errors] == ["content_policy"]
@@ -108,7 +101,7 @@ def test_budget_stops_calls_before_they_are_made(
     """A shop whose monthly budget is spent gets its cutout, and no OpenAI call is made."""
     openai_shop(monthly_budget_usd=0.0001)
     render_id = send_product(webhooks, image_server)
-    work(app, redis)
+    run_jobs(app, redis)
     render = load(app, render_id)
     assert fake_openai.calls == 0
     assert render.status == RenderStatus.PARTIAL
@@ -121,13 +114,13 @@ def test_refine_makes_a_linked_second_version_with_the_mask(
         app, redis, webhooks, image_server, model_session, fake_openai, openai_shop, client, shop) -> None:
     """A merchant refines a scene inside a rectangle: version 2, linked to version 1, the mask sent to OpenAI."""
     render_id = send_product(webhooks, image_server)
-    work(app, redis)
+    run_jobs(app, redis)
     scene = next(a for a in load(app, render_id).assets if a.kind == AssetKind.SCENE)
     before = len(fake_openai.requests)
     response = client.post(f"/api/v1/assets/{scene.id}/refine", headers={"Authorization": f"Bearer {shop[1]}"},
                            json={"instruction": "add a sprig of mint beside the cup", "rect": [0, 0, 200, 100]})
     assert response.status_code == 202
-    work(app, redis)
+    run_jobs(app, redis)
     refined_render = load(app, response.get_json()["render_id"])
     assert refined_render.status == RenderStatus.SUCCEEDED, refined_render.last_error
     (refined,) = refined_render.assets
@@ -143,17 +136,11 @@ def test_refine_makes_a_linked_second_version_with_the_mask(
 def test_openai_failing_on_every_attempt_ends_partial_with_the_reason(
         app, redis, webhooks, image_server, model_session, fake_openai, openai_shop) -> None:
     """5xx on every call: RQ retries the render, and its last attempt ships the cutout with the scenes' reason."""
-    from rq.registry import ScheduledJobRegistry
-
-    from jobs.queues import RENDERS
-
     fake_openai.fail(status=500, times=1000)
     render_id = send_product(webhooks, image_server)
-    scheduled = ScheduledJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer)
     for _attempt in range(5):  # each failed attempt waits its backoff: move the clock past it
-        work(app, redis)
-        for job_id in scheduled.get_jobs_to_schedule(timestamp=int(time.time() + 3600)):
-            scheduled.requeue(job_id)
+        run_jobs(app, redis)
+        requeue_due_retries(redis, RENDERS, now=time.time() + 3600)
     render = load(app, render_id)
     assert render.status == RenderStatus.PARTIAL and render.attempts == 4  # the first try and three retries
     assert {e["reason"] for e in render.errors} == {"upstream"} and len(render.errors) == 3
@@ -164,20 +151,14 @@ def test_openai_failing_on_every_attempt_ends_partial_with_the_reason(
 def test_openai_timing_out_is_retried_then_partial_with_the_reason(
         app, redis, webhooks, image_server, model_session, fake_openai, openai_shop) -> None:
     """Every call outlasts the timeout: the library retries, RQ retries, and the last attempt ends partial."""
-    from rq.registry import ScheduledJobRegistry
-
-    from jobs.queues import RENDERS
-
     app.extensions["catalog"].config.openai_timeout_s = 0.5
     app.extensions["catalog"].config.openai_max_retries = 1
     openai_shop(scene_presets=["studio"])
     fake_openai.latency_s = 2.0
     render_id = send_product(webhooks, image_server)
-    scheduled = ScheduledJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer)
     for _attempt in range(5):
-        work(app, redis)
-        for job_id in scheduled.get_jobs_to_schedule(timestamp=int(time.time() + 3600)):
-            scheduled.requeue(job_id)
+        run_jobs(app, redis)
+        requeue_due_retries(redis, RENDERS, now=time.time() + 3600)
     render = load(app, render_id)
     assert render.status == RenderStatus.PARTIAL and render.attempts == 4
     assert [e["reason"] for e in render.errors] == ["timeout"]

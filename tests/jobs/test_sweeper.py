@@ -6,12 +6,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
-from rq.serializers import JSONSerializer
 
 from catalog_service.models import Asset, AssetKind, Product, PushStatus, Render, RenderStatus
-from jobs.queues import ALL_QUEUES, get_queue, redis_connection
+from jobs.queues import redis_connection
 from jobs.sweeper import MAX_ATTEMPTS, due, sweep
+from support import run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
@@ -56,9 +55,8 @@ def test_a_webhook_taken_while_redis_was_down_is_rendered_after_the_sweep(
     assert run_sweep(app, redis, now=dt.datetime.now(dt.timezone.utc))["renders"] == 0  # still in its grace
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
     assert run_sweep(app, redis, now=later)["renders"] == 1
+    run_jobs(app, redis)
     with app.app_context():
-        SimpleWorker([get_queue(q, redis) for q in ALL_QUEUES], connection=redis, serializer=JSONSerializer).work(
-            burst=True)
         render = app.extensions["catalog_db"].session().get(Render, body["render_id"])
         assert render.status == RenderStatus.SUCCEEDED
         assert {a.push_status for a in render.assets} == {PushStatus.PUSHED}
