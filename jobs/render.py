@@ -123,8 +123,13 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
         .order_by(ReferenceImage.id)
     ).all()
     keys_by_id = {row.id: row.storage_key for row in refs}
-    chosen = options.get("reference_image_ids")
-    default_keys = [keys_by_id[i] for i in chosen if i in keys_by_id] if chosen else [row.storage_key for row in refs]
+
+    def keys_for(ids: list[int]) -> list[str]:
+        """The shop's stored reference photos with these ids, in the order given, capped."""
+        return [keys_by_id[i] for i in ids if i in keys_by_id][:MAX_REFERENCE_IMAGES]
+
+    # A manual regenerate may name its references; otherwise every reference photo of the shop.
+    default_keys = keys_for(options.get("reference_image_ids") or list(keys_by_id))
     month_start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     spent = session.scalar(
         select(func.coalesce(func.sum(UsageRecord.cost_usd), 0.0))
@@ -133,11 +138,9 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
     return {
         "settings": settings,
         "presets": presets,
-        "default_keys": default_keys[:MAX_REFERENCE_IMAGES],
-        "preset_keys": {
-            p["name"]: [keys_by_id[i] for i in p["reference_image_ids"] if i in keys_by_id][:MAX_REFERENCE_IMAGES]
-            for p in settings["presets"] if p["reference_image_ids"]
-        },
+        "default_keys": default_keys,
+        "preset_keys": {p["name"]: keys_for(p["reference_image_ids"]) for p in settings["presets"]
+                        if p["reference_image_ids"]},
         "product": ProductInfo(
             title=product.title, description=product.description, product_type=product.product_type,
             vendor=product.vendor, tags=tuple(product.tags),
