@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from .models import (
     Asset, Delivery, Product, ReferenceImage, Render, RenderStatus, Shop, SourceImage, UsageRecord, utcnow,
 )
-from .schemas import ProductEvent, settings_with_defaults
+from .schemas import ProductEvent, setting
 from .storage import AssetStorage
 from .stores.base import is_our_filename
 
@@ -65,13 +65,28 @@ class _Statements:
         self.finish_delivery = update(deliveries).where(deliveries.c.id == bindparam("delivery_id"))
         self.find_product = select(products.c.id).where(
             products.c.shop_id == bindparam("shop_id"), products.c.external_id == bindparam("external_id"))
-        self.insert_product = insert(products).returning(products.c.id)
+        self.insert_product = (
+            dialect_insert(products).on_conflict_do_nothing(index_elements=["shop_id", "external_id"])
+            .returning(products.c.id)
+        )
         self.update_product = update(products).where(products.c.id == bindparam("product_id"))
         self.find_images = select(images.c.external_id, images.c.src, images.c.alt, images.c.position).where(
             images.c.product_id == bindparam("product_id"))
         self.delete_images = delete(images).where(images.c.product_id == bindparam("product_id"))
         self.insert_images = insert(images)
         self.insert_render = insert(renders).returning(renders.c.id)
+        # PostgreSQL creates a delivery's Render and records it on the Delivery in one statement.
+        self.render_for_delivery = None
+        if dialect == "postgresql":
+            created = insert(renders).values(
+                {column: bindparam(f"r_{column}", type_=renders.c[column].type) for column in
+                 ("shop_id", "product_id", "status", "trigger", "options", "created_at", "updated_at")}
+            ).returning(renders.c.id).cte("created")
+            self.render_for_delivery = (
+                update(deliveries).where(deliveries.c.id == bindparam("delivery_id"))
+                .values(outcome="render", render_id=select(created.c.id).scalar_subquery())
+                .returning(deliveries.c.render_id)
+            )
 
 
 @functools.cache
@@ -94,7 +109,24 @@ def accept(session: Session, shop: Shop, event: ProductEvent, *, delivery_key: s
     delivery_id = record_delivery(session, shop, delivery_key=delivery_key, topic=topic, product_id=event.product_id)
     if delivery_id is None:
         return DUPLICATE
-    return _finish_delivery(session, delivery_id, _decide_and_apply(session, shop, event))
+    decision = _decide_and_apply(session, shop, event)
+    if isinstance(decision, IntakeResult):
+        return _finish_delivery(session, delivery_id, decision)
+    return IntakeResult("render", render_id=_render_for_delivery(session, shop.id, decision, delivery_id))
+
+
+def _render_for_delivery(session: Session, shop_id: int, product_id: int, delivery_id: int) -> int:
+    """A queued webhook Render for the product, recorded on its Delivery; returns the Render's id."""
+    statement = _statements(session).render_for_delivery
+    if statement is None:
+        render_id = insert_render(session, shop_id, product_id, trigger="webhook")
+        _finish_delivery(session, delivery_id, IntakeResult("render", render_id=render_id))
+        return render_id
+    now = utcnow()
+    return session.execute(statement, {
+        "delivery_id": delivery_id, "r_shop_id": shop_id, "r_product_id": product_id, "r_status": RenderStatus.QUEUED,
+        "r_trigger": "webhook", "r_options": {}, "r_created_at": now, "r_updated_at": now,
+    }).scalar_one()
 
 
 def accept_shop_event(session: Session, shop: Shop, *, delivery_key: str, topic: str) -> IntakeResult:
@@ -144,35 +176,32 @@ def redact_shop(session: Session, storage: AssetStorage, shop: Shop) -> int:
     return len(removed)
 
 
-def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> IntakeResult:
+def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> IntakeResult | int:
+    """Apply the event to the product; returns what happened, or the product's id when it needs a render."""
     # The hot path of every webhook: prepared table statements, a handful of round trips, no unit of work.
     sql = _statements(session)
-    found = session.execute(sql.find_product, {"shop_id": shop.id, "external_id": event.product_id}).first()
-    product_id = found.id if found else None
     if event.action == "delete":
-        if product_id is None:
+        found = session.execute(sql.find_product, {"shop_id": shop.id, "external_id": event.product_id}).first()
+        if found is None:
             return IntakeResult("deleted", reason="the product was not known")
-        session.execute(sql.update_product, {"product_id": product_id, "deleted": True, "updated_at": utcnow()})
-        cancelled = cancel_pending(session, shop.id, product_id)
+        session.execute(sql.update_product, {"product_id": found.id, "deleted": True, "updated_at": utcnow()})
+        cancelled = cancel_pending(session, shop.id, found.id)
         return IntakeResult("deleted", reason=f"{cancelled} pending render(s) cancelled")
 
-    event = without_our_images(session, product_id, event)
-    product_id, images_changed = upsert_product(session, shop.id, event, product_id)
+    product_id, is_new, event, images_changed = upsert_product(session, shop.id, event)
     if not shop.active:
         return IntakeResult("ignored", reason="the shop is not active")
     if not event.images:
         return IntakeResult("ignored", reason="the product has no images")
-    is_new = found is None
     if not is_new and not images_changed:
         # Also covers a second "create" for a product we already have: same photos, nothing new to make.
         return IntakeResult("ignored", reason="the product's images did not change")
-    settings = settings_with_defaults(shop.settings)
     if is_new or event.action == "create":
-        if not settings["auto_generate"]:
+        if not setting(shop.settings, "auto_generate"):
             return IntakeResult("ignored", reason="auto-generate is off")
-    elif settings["on_update"] == "ignore":
+    elif setting(shop.settings, "on_update") == "ignore":
         return IntakeResult("ignored", reason="updates are ignored by the shop's settings")
-    return IntakeResult("render", render_id=insert_render(session, shop.id, product_id, trigger="webhook"))
+    return product_id
 
 
 def without_our_images(session: Session, product_id: int | None, event: ProductEvent) -> ProductEvent:
@@ -188,17 +217,27 @@ def without_our_images(session: Session, product_id: int | None, event: ProductE
     return event if len(theirs) == len(event.images) else dataclasses.replace(event, images=theirs)
 
 
-def upsert_product(session: Session, shop_id: int, event: ProductEvent, product_id: int | None) -> tuple[int, bool]:
-    """Create or update the product and its source images. Returns its id and whether the image set changed."""
+def upsert_product(session: Session, shop_id: int, event: ProductEvent) -> tuple[int, bool, ProductEvent, bool]:
+    """Create or update the product and its source images (never the ones we pushed).
+
+    Returns the product's id, whether it is new, the event without our own images, and whether the
+    product's image set changed.
+    """
     sql = _statements(session)
     now = utcnow()
     fields = {"title": event.title, "description": event.description, "product_type": event.product_type,
               "vendor": event.vendor, "tags": list(event.tags), "deleted": False, "updated_at": now}
+    # Insert first: most deliveries are about new products, and ON CONFLICT makes "is it new?" the same
+    # round trip as creating it. A concurrent create of the same product waits here for the other's commit.
+    product_id = session.execute(sql.insert_product, {
+        "shop_id": shop_id, "external_id": event.product_id, "created_at": now, **fields}).scalar()
     before: list[Any] = []
-    if product_id is None:
-        product_id = session.execute(sql.insert_product, {
-            "shop_id": shop_id, "external_id": event.product_id, "created_at": now, **fields}).scalar_one()
+    is_new = product_id is not None
+    if is_new:
+        event = without_our_images(session, None, event)
     else:
+        product_id = session.execute(sql.find_product, {"shop_id": shop_id, "external_id": event.product_id}).scalar_one()
+        event = without_our_images(session, product_id, event)
         session.execute(sql.update_product, {"product_id": product_id, **fields})
         before = session.execute(sql.find_images, {"product_id": product_id}).all()
     wanted = [(ref.external_id, ref.src, ref.alt, position) for position, ref in enumerate(event.images)]
@@ -213,7 +252,7 @@ def upsert_product(session: Session, shop_id: int, event: ProductEvent, product_
                  "position": position, "created_at": now, "updated_at": now}
                 for external_id, src, alt, position in wanted
             ])
-    return product_id, changed
+    return product_id, is_new, event, changed
 
 
 def insert_render(

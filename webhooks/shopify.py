@@ -11,7 +11,7 @@ from typing import Any
 from flask import abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from catalog_service import intake
 from catalog_service.app import services
@@ -46,6 +46,8 @@ class ProductSchema(Schema):
 
 
 _PRODUCT = ProductSchema()
+# Built once: constructing the query cost more than running it.
+_SHOP_BY_DOMAIN = select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == bindparam("domain"))
 
 
 def parse_product(topic: str, payload: Any) -> ProductEvent:
@@ -86,7 +88,7 @@ def shopify() -> ResponseReturnValue:
     if not delivery_id or len(delivery_id) > 200:
         abort(400, "X-Shopify-Event-Id or X-Shopify-Webhook-Id is required.")
     payload = json_body(body)
-    shop = svc.db.session().scalar(select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == domain))
+    shop = svc.db.session().scalar(_SHOP_BY_DOMAIN, {"domain": domain})
     delivery_key = f"shopify:{delivery_id}"
 
     if topic in PRIVACY_TOPICS or topic == UNINSTALLED:

@@ -70,6 +70,19 @@ def test_product_create_is_parsed_from_the_rest_payload(app, shopify) -> None:
         assert [(i.external_id, i.alt) for i in product.images] == [("40712392212604", "Front of the shirt")]
 
 
+def test_each_delivery_records_what_it_did(app, shopify) -> None:
+    """The Delivery row names its outcome and the Render it made; a re-sent product with the same photos makes none."""
+    first = shopify.send("products/create", PAYLOAD, event_id="evt-a").get_json()
+    again = shopify.send("products/update", PAYLOAD, event_id="evt-b").get_json()
+    assert again["outcome"] == "ignored" and again["render_id"] is None
+    with app.app_context():
+        deliveries = app.extensions["catalog_db"].session().scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [(d.delivery_key, d.outcome, d.render_id) for d in deliveries] == [
+            ("shopify:evt-a", "render", first["render_id"]), ("shopify:evt-b", "ignored", None)]
+        render = app.extensions["catalog_db"].session().get(Render, first["render_id"])
+        assert render.status == RenderStatus.QUEUED and render.trigger == "webhook" and render.options == {}
+
+
 def test_signature_must_match_the_exact_body(app, shopify) -> None:
     """Good passes; bad, missing, or a body altered by one byte get 401 and write nothing."""
     body = json.dumps(PAYLOAD).encode()
