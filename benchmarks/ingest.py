@@ -65,6 +65,33 @@ def wait_for_port(port: int, timeout_s: float = 30) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def postgres_backends(engine: object, application_name: str) -> list[int]:
+    from sqlalchemy import text
+
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        return list(connection.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"), {"name": application_name}))
+
+
 def postgres_url() -> str | None:
     try:
         import psycopg
@@ -211,7 +238,7 @@ def main() -> None:
             with admin.begin() as connection:
                 connection.execute(text(f"CREATE SCHEMA {schema}"))
             database_url = make_url(database_url).update_query_dict(
-                {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+                {"options": f"-csearch_path={schema}", "application_name": schema}).render_as_string(hide_password=False)
         else:
             database_url = f"sqlite:///{workdir / 'catalog.db'}"
         env = {
@@ -234,12 +261,23 @@ def main() -> None:
 
             bare_port = free_port()
             servers.append(gunicorn("bare_app:app", bare_port, args.workers, {**env, "PYTHONPATH": tmp}, workdir))
+            bare_workers = children(servers[-1].pid)
+            bare_cpu = cpu_seconds(bare_workers)
             bare = run_generator(bare_port, args)
+            bare["cpu_ms"] = {"web": 1000 * (cpu_seconds(bare_workers) - bare_cpu) / args.deliveries}
             servers.pop().terminate()
 
             app_port = free_port()
             servers.append(gunicorn("wsgi:app", app_port, args.workers, env, ROOT))
+            app_workers = children(servers[-1].pid)
+            app_cpu, redis_cpu = cpu_seconds(app_workers), cpu_seconds([redis.pid])
             ours = run_generator(app_port, args)
+            ours["cpu_ms"] = {"web": 1000 * (cpu_seconds(app_workers) - app_cpu) / args.deliveries,
+                              "redis": 1000 * (cpu_seconds([redis.pid]) - redis_cpu) / args.deliveries}
+            if schema:
+                # Our backends were opened by the app's first requests, so all their CPU time is this run's.
+                backends = postgres_backends(admin, schema)
+                ours["cpu_ms"]["postgres"] = 1000 * cpu_seconds(backends) / args.deliveries
 
             engine = create_engine(database_url)
             from catalog_service.models import Delivery, Render
@@ -268,6 +306,10 @@ def main() -> None:
     for name, result in (("bare Flask", bare), ("POST /webhooks/shopify", ours)):
         print(f"{name:<22}{result['per_second']:>14.0f}{result['p50_ms']:>10.1f}{result['p99_ms']:>10.1f}"
               f"  {result['statuses']}")
+    for name, result in (("bare Flask", bare), ("ours", ours)):
+        parts = result["cpu_ms"]
+        print(f"CPU per delivery, {name}: " + ", ".join(f"{part} {ms:.2f} ms" for part, ms in parts.items())
+              + f" (total {sum(parts.values()):.2f} ms, load generator not counted)")
     print(f"outcomes: {ours['outcomes']}")
     print(f"books: {ours['unique']} unique deliveries -> {delivery_rows} Delivery rows, {render_rows} Renders, "
           f"at most {most_renders} per product -> {'OK' if delivery_rows == ours['unique'] and most_renders == 1 else 'WRONG'}")

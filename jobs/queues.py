@@ -52,13 +52,24 @@ def get_queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
+_registered: dict[int, set[str]] = {}
+"""Queues this process has registered with RQ, per connection."""
+
+
 def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeout_s: int, retry: Retry) -> bool:
     job_id = f"{_JOB_PREFIX[queue]}-{object_id}"
     try:
+        # RQ adds the queue to its set of known queues on every enqueue, a round trip of its own. That
+        # goes into this pipeline, sent once per process and queue: a unique enqueue ignores the pipeline
+        # for the job itself (one atomic script), so only the registration waits here.
+        registration = connection.pipeline()
         get_queue(queue, connection).enqueue_call(
             func, args=(object_id,), job_id=job_id, timeout=timeout_s, result_ttl=RESULT_TTL_S,
-            failure_ttl=7 * 24 * 3600, retry=retry, unique=True,
+            failure_ttl=7 * 24 * 3600, retry=retry, unique=True, pipeline=registration,
         )
+        if queue not in _registered.setdefault(id(connection), set()):
+            registration.execute()
+            _registered[id(connection)].add(queue)
     except DuplicateJobError:
         # A job under this id still exists. If it is waiting or running, that is the one to keep; if it
         # already ended (a failed push kept for inspection), it makes way for the new attempt.
