@@ -28,6 +28,7 @@ test: model
 bench: model
 	PYTHON=$(BIN)/python scripts/ensure-redis
 	$(BIN)/python benchmarks/cutout.py
+	$(BIN)/python benchmarks/cutout_quality.py
 	$(BIN)/python benchmarks/ingest.py
 
 clean:

@@ -2,7 +2,9 @@
 
 rembg's own `remove()` decodes the full photo, stretches the 320x320 mask back to every source pixel
 and composites at full resolution. We decode (JPEG draft) straight to the size the cutout will have,
-let the model see the same 320x320 input, and do all mask work at that size.
+let the model see the same 320x320 input, and do all mask work at that size. There the stretched mask,
+a soft rim that still holds the old background's colour, is refined with the photo as guide
+(`refine_edges`): crisp edges, true holes and thin parts, and edge colours without the old background.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .edges import ALPHA_FLOOR as _ALPHA_FLOOR
+from .edges import CLEAN_LUT, box_mean, refine_edges
 from .encode import encode
 from .errors import ImageRejected
 from .load import load_image
@@ -25,10 +29,6 @@ from .load import load_image
 OFFLINE_MODEL = "u2netp"
 OFFLINE_MODEL_MD5 = "8e83ca70e441ab06c318d82300c84806"
 
-# Mask values this close to 0 or 255 are the model's noise floor, not real transparency: left in,
-# they put a grey haze over the white variant and bloat PNGs.
-_ALPHA_FLOOR = 8
-_ALPHA_CEIL = 247
 # A JPEG may decode this much below max_side when that skips a full-size decode and resample.
 DRAFT_SLACK = 0.05
 # A pixel counts as product for trimming once the model is this sure.
@@ -49,6 +49,8 @@ class CutoutOptions:
     square: bool = False
     white_fill: float = 0.85  # the product's share of the white variant's frame, as marketplaces ask
     white_min_side: int = 1000  # marketplaces want at least 1000 px for zoom; a small product is scaled up
+    refine: bool = True  # snap the model's soft 320 px mask to the photo's edges and clean the colours there
+    keep_shadow: bool = False  # keep the product's own contact shadow in the transparent cutout
 
     def __post_init__(self) -> None:
         if self.max_side < 16:
@@ -99,8 +101,10 @@ def predict_mask(image: Image.Image, session: Any) -> Image.Image:
 
 def clean_mask(mask: Image.Image) -> Image.Image:
     """Snap the model's noise floor to fully transparent and its near-certain pixels to opaque."""
-    lut = [0 if v < _ALPHA_FLOOR else 255 if v > _ALPHA_CEIL else v for v in range(256)]
-    return mask.point(lut)
+    return mask.point(CLEAN_LUT.tolist())
+
+
+_SHADOW_FLOOR = 0.03  # floor darker than the lit floor by less than this is lighting noise, not shadow
 
 
 def cut_out(image: Image.Image, session: Any, options: CutoutOptions = CutoutOptions()) -> Cutout:
@@ -110,6 +114,9 @@ def cut_out(image: Image.Image, session: Any, options: CutoutOptions = CutoutOpt
         image.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS)
     rgb = image.convert("RGB")
     mask = clean_mask(predict_mask(rgb, session))
+    if options.refine:
+        refined = refine_edges(np.asarray(rgb), np.asarray(mask))
+        mask, rgb = Image.fromarray(refined.mask), Image.fromarray(refined.colour)
     if image.mode == "RGBA":
         # A source that is already transparent keeps its own transparency too.
         mask = Image.fromarray(np.minimum(np.asarray(mask), np.asarray(image.getchannel("A"))))
@@ -117,7 +124,50 @@ def cut_out(image: Image.Image, session: Any, options: CutoutOptions = CutoutOpt
     if box is None:
         raise ImageRejected("No product could be found in this photo. Use a photo where the product stands out.")
     product = _with_alpha(rgb.crop(box), mask.crop(box))
-    return Cutout(image=_frame(product, options), product=product, mask=mask, box=box)
+    framed = product
+    if options.keep_shadow:
+        # The shadow goes into the transparent cutout only; `product` (and so the white variant) stays without it.
+        alpha = np.asarray(mask, np.float32) / 255
+        shadow = contact_shadow(np.asarray(rgb), alpha, box)
+        combined = alpha + shadow * (1 - alpha)
+        # Product over a black shadow: the colour is the product's, weighted by how much of it shows.
+        colour = np.asarray(rgb, np.float32) * (alpha / np.maximum(combined, 1e-6))[..., None]
+        full = _with_alpha(Image.fromarray(np.clip(colour + 0.5, 0, 255).astype(np.uint8)),
+                           Image.fromarray(np.round(combined * 255).astype(np.uint8)))
+        framed = full.crop(full.getchannel("A").point(lambda v: 255 if v >= _ALPHA_FLOOR else 0).getbbox() or box)
+    return Cutout(image=_frame(framed, options), product=product, mask=mask, box=box)
+
+
+def contact_shadow(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The product's own soft shadow on the floor as an alpha (float32 0..1) of black, outside the product."""
+    height, width = alpha.shape
+    x0, y0, x1, y1 = box
+    # The floor under the product, a little wider than it: a shadow elsewhere is the studio's, not the product's.
+    fx0, fx1 = max(0, x0 - (x1 - x0) // 5), min(width, x1 + (x1 - x0) // 5)
+    fy0, fy1 = (y0 + y1) // 2, min(height, y1 + (y1 - y0) // 5)
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    # The lit floor as a smooth quadratic surface fitted to the background, twice, the second time without the
+    # pixels the first fit found darker: the shadow itself must not pull the fit down.
+    ys, xs = np.mgrid[0:height:4, 0:width:4]
+    sample = alpha[::4, ::4] == 0
+    terms = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=-1).astype(np.float64) / [
+        1, width, height, width**2, width * height, height**2]
+    values = luma[::4, ::4]
+    for _ in range(2):
+        if sample.sum() < 12:
+            return np.zeros_like(alpha)
+        coef, *_ = np.linalg.lstsq(terms[sample], values[sample], rcond=None)
+        sample &= values > (terms @ coef) * (1 - _SHADOW_FLOOR)
+    fy, fx = np.mgrid[fy0:fy1, fx0:fx1]
+    floor_terms = np.stack([np.ones_like(fx), fx, fy, fx * fx, fx * fy, fy * fy], axis=-1).astype(np.float64) / [
+        1, width, height, width**2, width * height, height**2]
+    lit = np.maximum(floor_terms @ coef, 1.0).astype(np.float32)
+    darkening = box_mean(1 - luma[fy0:fy1, fx0:fx1] / lit, 2)
+    shadow = np.zeros_like(alpha)
+    shadow[fy0:fy1, fx0:fx1] = np.clip((darkening - _SHADOW_FLOOR) / (1 - _SHADOW_FLOOR), 0, 1)
+    # Only where no product shows: mixed into the product's own soft edge, the shadow would draw a dark rim.
+    shadow[alpha > 0] = 0
+    return shadow
 
 
 def remove_background(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from catalog_service.imaging.cutout import CutoutOptions, cut_out, encode_cutout, remove_background, white_variant
 from catalog_service.imaging.errors import ImageRejected
@@ -148,3 +149,157 @@ def test_small_product_white_variant_meets_the_marketplace_minimum() -> None:
     assert white.size == (1000, 1000)
     green = np.nonzero((np.asarray(white) < 200).any(axis=2))
     assert abs((green[1].max() - green[1].min() + 1) - 850) <= 2
+
+
+# Edge refinement: synthetic photos whose true masks are known exactly, through the real model.
+
+def studio_photo(
+    draw: Callable[[ImageDraw.ImageDraw, int], None],
+    product: tuple[int, int, int],
+    background: tuple[int, int, int],
+    size: tuple[int, int] = (1000, 750),
+    shadow: float = 0.0,
+) -> tuple[bytes, np.ndarray]:
+    """JPEG bytes of a flat product drawn by `draw` (anti-aliased, at 4x then averaged), and its true alpha."""
+    big = Image.new("L", (size[0] * 4, size[1] * 4), 0)
+    draw(ImageDraw.Draw(big), 4)
+    alpha = np.asarray(big.resize(size, Image.Resampling.BOX), np.float32)[..., None] / 255
+    rng = np.random.default_rng(7)
+    floor = np.full((size[1], size[0], 3), background, np.float32)
+    if shadow:
+        ys, xs = np.nonzero(alpha[..., 0] > 0.5)
+        soft = Image.new("L", size, 0)
+        cx, width, bottom = (xs.min() + xs.max()) / 2, xs.max() - xs.min(), ys.max()
+        ImageDraw.Draw(soft).ellipse((cx - width * 0.55, bottom - 12, cx + width * 0.55, bottom + 22), fill=255)
+        floor *= 1 - shadow * np.asarray(soft.filter(ImageFilter.GaussianBlur(14)), np.float32)[..., None] / 255
+    photo = floor * (1 - alpha) + np.array(product, np.float32) * alpha + rng.normal(0, 2.5, floor.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=92)
+    return out.getvalue(), alpha[..., 0]
+
+
+def rounded_box(draw: ImageDraw.ImageDraw, k: int) -> None:
+    draw.rounded_rectangle((330 * k, 170 * k, 690 * k, 640 * k), radius=60 * k, fill=255)
+
+
+def mug_with_handle(draw: ImageDraw.ImageDraw, k: int) -> None:
+    draw.ellipse((560 * k, 260 * k, 800 * k, 560 * k), fill=255)
+    draw.ellipse((620 * k, 330 * k, 740 * k, 490 * k), fill=0)  # the handle's opening
+    draw.rounded_rectangle((250 * k, 180 * k, 640 * k, 640 * k), radius=30 * k, fill=255)
+
+
+def flower_on_stem(draw: ImageDraw.ImageDraw, k: int) -> None:
+    draw.ellipse((380 * k, 90 * k, 620 * k, 300 * k), fill=255)
+    draw.rectangle((497 * k, 290 * k, 503 * k, 580 * k), fill=255)  # a stem 6 px wide
+    draw.rounded_rectangle((400 * k, 570 * k, 600 * k, 660 * k), radius=12 * k, fill=255)
+
+
+def distance_to_edge(truth: np.ndarray) -> np.ndarray:
+    """Each pixel's distance in pixels to the true edge (the 0.5 contour of the true alpha)."""
+    from scipy import ndimage
+
+    inside = truth >= 0.5
+    return np.where(inside, ndimage.distance_transform_edt(inside), ndimage.distance_transform_edt(~inside))
+
+
+def working_alpha(cutout) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.asarray(cutout.mask, np.float32) / 255
+
+
+def test_refined_edge_has_no_halo(model_session) -> None:
+    """Almost no semi-transparent pixel lies more than 2 px from the true edge; without refinement many do."""
+    data, truth = studio_photo(rounded_box, (40, 90, 170), (232, 232, 228))
+    far = distance_to_edge(truth) > 2
+    perimeter = int((distance_to_edge(truth) <= 1).sum())
+    halo = {}
+    for refine in (True, False):
+        alpha = working_alpha(remove_background(data, model_session, CutoutOptions(max_side=1000, refine=refine)))
+        halo[refine] = int((far & (alpha > 0) & (alpha < 1)).sum()) / perimeter  # halo pixels per edge pixel
+    assert halo[True] < 0.05
+    assert halo[False] > 4 * halo[True]
+
+
+def test_refined_edge_follows_the_true_edge(model_session) -> None:
+    """Within 6 px of the true edge the refined alpha is within 0.06 of the truth on average."""
+    data, truth = studio_photo(rounded_box, (40, 90, 170), (232, 232, 228))
+    alpha = working_alpha(remove_background(data, model_session, CutoutOptions(max_side=1000)))
+    band = distance_to_edge(truth) <= 6
+    assert np.abs(alpha - truth)[band].mean() < 0.06
+
+
+def test_edge_pixels_carry_the_products_colour_not_the_backgrounds(model_session) -> None:
+    """On a green sweep, the soft edge of an orange product is orange: no green fringe on white or in a scene."""
+    orange, green = (230, 120, 30), (40, 160, 70)
+    data, truth = studio_photo(rounded_box, orange, green)
+    cutout = remove_background(data, model_session, CutoutOptions(max_side=1000, padding=0))
+    rgba = np.asarray(cutout.product, np.float32)
+    alpha = rgba[..., 3] / 255
+    edge = (alpha > 0.05) & (alpha < 0.95)
+    assert edge.sum() > 100  # the anti-aliased edge is kept soft, not cut hard
+    colours = rgba[..., :3][edge]
+    to_product = np.abs(colours - orange).sum(axis=1)
+    to_background = np.abs(colours - green).sum(axis=1)
+    assert (to_product < to_background).mean() > 0.95
+    assert colours[:, 1].mean() < 150  # orange's green is 120; the sweep's 160 would pull it up
+
+
+def test_background_seen_through_a_handle_is_transparent(model_session) -> None:
+    """The opening of a mug's handle shows the sweep behind it: it comes out clear."""
+    data, truth = studio_photo(mug_with_handle, (240, 240, 236), (200, 40, 150))
+    cutout = remove_background(data, model_session, CutoutOptions(max_side=1000))
+    alpha = working_alpha(cutout)
+    hole = (distance_to_edge(truth) > 3) & (truth < 0.5)
+    hole[:, :620] = False  # only the opening itself, not the sweep around the mug
+    hole[:, 740:] = False
+    hole[:330] = hole[490:] = False
+    assert hole.sum() > 5000
+    assert (alpha[hole] == 0).mean() > 0.98
+    assert iou(alpha >= 0.5, truth >= 0.5) > 0.98
+
+
+def test_label_the_colour_of_the_background_is_not_a_hole(model_session) -> None:
+    """A white label on a blue box on a white sweep stays opaque: only background the model doubted is cleared."""
+    white = (232, 232, 228)
+    data, truth = studio_photo(rounded_box, (40, 90, 170), white)
+    photo = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+    photo[335:466, 405:616] = white  # the label, exactly the sweep's colour
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, "JPEG", quality=92)
+    alpha = working_alpha(remove_background(out.getvalue(), model_session, CutoutOptions(max_side=1000)))
+    assert (alpha[345:456, 415:606] == 1).mean() > 0.99
+    assert iou(alpha >= 0.5, truth >= 0.5) > 0.98
+
+
+def test_thin_stem_survives(model_session) -> None:
+    """A 6 px stem between a flower and its pot stays opaque along its whole length."""
+    data, truth = studio_photo(flower_on_stem, (60, 120, 60), (214, 227, 240))
+    alpha = working_alpha(remove_background(data, model_session, CutoutOptions(max_side=1000)))
+    stem = alpha[310:560, 499:502]
+    assert (stem.min(axis=1) > 0.8).mean() > 0.95
+
+
+def test_shadow_is_dropped_by_default_and_kept_when_asked(model_session) -> None:
+    """keep_shadow puts the soft shadow under the product into the cutout; the white variant never has it."""
+    data, truth = studio_photo(rounded_box, (40, 90, 170), (236, 236, 232), shadow=0.6)
+    plain = remove_background(data, model_session, CutoutOptions(max_side=1000, padding=0))
+    shadowed = remove_background(data, model_session, CutoutOptions(max_side=1000, padding=0, keep_shadow=True))
+    # Without it the cutout ends at the product; with it the shadow reaches below the product, dark and soft.
+    assert abs(plain.image.height - plain.product.height) <= 1
+    assert shadowed.image.height > shadowed.product.height + 8
+    below = np.asarray(shadowed.image, np.float32)[-8:]
+    soft = (below[..., 3] > 20) & (below[..., 3] < 255)
+    assert soft.any() and below[..., :3][soft].max() < 60
+    # The product itself, and so the white variant, is the same either way.
+    assert np.array_equal(np.asarray(plain.product), np.asarray(shadowed.product))
+    white = np.asarray(white_variant(shadowed.product, CutoutOptions(max_side=1000)))
+    rows = np.nonzero((white < 250).any(axis=(1, 2)))[0]
+    assert abs(rows.min() - (white.shape[0] - 1 - rows.max())) <= 2  # centred: no shadow hanging below it
+
+
+def test_no_refine_keeps_the_models_own_mask(model_session) -> None:
+    """refine=False gives the model's mask as it was, its soft rim included."""
+    data, truth = studio_photo(rounded_box, (40, 90, 170), (232, 232, 228))
+    plain = working_alpha(remove_background(data, model_session, CutoutOptions(max_side=1000, refine=False)))
+    refined = working_alpha(remove_background(data, model_session, CutoutOptions(max_side=1000)))
+    soft = lambda alpha: int(((alpha > 0) & (alpha < 1)).sum())  # noqa: E731
+    assert soft(plain) > 3 * soft(refined)
