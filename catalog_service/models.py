@@ -125,6 +125,8 @@ class SourceImage(TimestampMixin, Base):
 
     product: Mapped[Product] = relationship(back_populates="images")
 
+    __table_args__ = (Index("ix_source_images_product", "product_id"),)
+
 
 class Render(TimestampMixin, Base):
     """One run of the pipeline for one product. Written before its job is enqueued."""
@@ -149,7 +151,7 @@ class Render(TimestampMixin, Base):
     product: Mapped[Product] = relationship()
     assets: Mapped[list[Asset]] = relationship(back_populates="render", order_by="Asset.id")
 
-    __table_args__ = (Index("ix_renders_shop_status", "shop_id", "status"),)
+    __table_args__ = (Index("ix_renders_shop_status", "shop_id", "status"), Index("ix_renders_product", "product_id"))
 
 
 class Asset(TimestampMixin, Base):
