@@ -22,6 +22,7 @@ demo: model
 
 test: model
 	PYTHON=$(BIN)/python scripts/ensure-redis
+	scripts/ensure-chromium
 	CATALOG_TEST_POSTGRES_URL="$${CATALOG_TEST_POSTGRES_URL-$$(PYTHON=$(BIN)/python scripts/postgres-url)}" \
 		$(BIN)/python -m pytest
 

@@ -6,19 +6,26 @@ import base64
 import binascii
 import datetime as dt
 import functools
+import hmac
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask import session as web_session
 from flask.typing import ResponseReturnValue
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
+from . import manual, ratelimit
 from .app import services
+from .assets import signed_url
 from .http import FetchError, fetch
 from .imaging.errors import ImageRejected
 from .intake import insert_render
-from .models import Asset, AssetKind, PushStatus, ReferenceImage, Render, Shop, UsageRecord, get_for_shop
+from .models import (
+    Asset, AssetKind, Product, PushStatus, ReferenceImage, Render, RenderStatus, Shop, UsageRecord, get_for_shop,
+)
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
 from .schemas import settings_with_defaults
 from .security import hash_api_key
@@ -28,29 +35,61 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_MASK_BYTES = 4 * 1024 * 1024
 """OpenAI's limit for an edit mask."""
 
+ASSET_LINK_TTL_S = 3600
+"""How long the signed image links in API answers work: enough for a gallery page, too short to share."""
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
 
 def require_api_key(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
-    """401 without a valid `Authorization: Bearer <api key>`; sets g.shop."""
+    """Authenticate the shop (sets g.shop): a bearer API key, or else the settings page's signed-in session.
+
+    A bearer header, when present, always decides. Without one, `session["shop_id"]` is the shop, and a
+    request that changes anything must carry `X-CSRF-Token` equal to `session["csrf_token"]`.
+    """
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            abort(401, "Send the shop's API key as `Authorization: Bearer <key>`.")
-        shop = services().db.session().scalar(select(Shop).where(Shop.api_key_hash == hash_api_key(key.strip())))
-        if shop is None or not shop.active:
-            abort(401, "The API key is not valid (or the shop is no longer active).")
-        g.shop = shop
+        header = request.headers.get("Authorization")
+        g.shop = _shop_by_key(header) if header is not None else _shop_by_session()
         return view(*args, **kwargs)
 
     return wrapped
 
 
+def _shop_by_key(header: str) -> Shop:
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        abort(401, "Send the shop's API key as `Authorization: Bearer <key>`.")
+    shop = services().db.session().scalar(select(Shop).where(Shop.api_key_hash == hash_api_key(key.strip())))
+    if shop is None or not shop.active:
+        abort(401, "The API key is not valid (or the shop is no longer active).")
+    return shop
+
+
+def _shop_by_session() -> Shop:
+    shop_id = web_session.get("shop_id")
+    if not isinstance(shop_id, int) or isinstance(shop_id, bool):
+        abort(401, "Send the shop's API key as `Authorization: Bearer <key>`, or sign in to the settings page.")
+    shop = services().db.session().get(Shop, shop_id)
+    if shop is None or not shop.active:
+        abort(401, "Your session is no longer valid (the shop is not active); sign in again.")
+    if request.method not in SAFE_METHODS:
+        expected = web_session.get("csrf_token")
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not isinstance(expected, str) or not expected or not hmac.compare_digest(
+                sent.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")):
+            abort(403, f"The {CSRF_HEADER} header is missing or does not match this session; reload the page "
+                       "and try again.")
+    return shop
+
+
 def own_shop(shop_id: int) -> Shop:
     """The authenticated shop, which must be the one in the URL."""
     if shop_id != g.shop.id:
-        abort(403, "This API key belongs to another shop.")
+        abort(403, "This API key (or session) belongs to another shop.")
     return g.shop
 
 
@@ -80,6 +119,8 @@ def render_json(render: Render) -> dict[str, Any]:
         "scene_errors": render.errors or [],
         "created_at": render.created_at.isoformat(),
         "finished_at": render.finished_at.isoformat() if render.finished_at else None,
+        "options": {key: value for key, value in (render.options or {}).items() if key != "refine"},
+        "product": {"title": render.product.title, "source_images": [image.src for image in render.product.images]},
         "assets": [asset_json(asset) for asset in render.assets],
         "push": push_summary(render),
     }
@@ -87,9 +128,10 @@ def render_json(render: Render) -> dict[str, Any]:
 
 def push_summary(render: Render) -> dict[str, Any]:
     """Where the render's assets stand with the shop: push_failed (with the store's words), held, pending, pushed."""
-    states = {asset.push_status for asset in render.assets}
+    states = {asset.push_status for asset in render.assets} - {PushStatus.REJECTED}
     errors = [{"asset_id": a.id, "message": a.push_error} for a in render.assets if a.push_status == PushStatus.FAILED]
-    for status, name in ((PushStatus.FAILED, "push_failed"), (PushStatus.HELD, "held"), (PushStatus.PENDING, "pending")):
+    for status, name in ((PushStatus.FAILED, "push_failed"), (PushStatus.HELD, "held"), (PushStatus.PENDING, "pending"),
+                         (PushStatus.REMOVING, "pending")):
         if status in states:
             return {"status": name, "errors": errors}
     return {"status": "pushed" if states else "nothing_to_push", "errors": errors}
@@ -101,6 +143,7 @@ def asset_json(asset: Asset) -> dict[str, Any]:
         "height": asset.height, "bytes": asset.bytes, "content_type": asset.content_type,
         "cost_usd": round(asset.cost_usd, 6), "version": asset.version, "parent_asset_id": asset.parent_asset_id,
         "instruction": asset.instruction, "push_status": asset.push_status.value, "push_error": asset.push_error,
+        "url": signed_url(services().config, asset.storage_key, ttl_s=ASSET_LINK_TTL_S),
     }
 
 
@@ -332,3 +375,165 @@ def put_settings(shop_id: int) -> ResponseReturnValue:
         row = session.get(Shop, shop.id)
         row.settings = settings
     return settings
+
+
+# --- manual regenerate, render history, review ------------------------------------------------------------
+
+
+@bp.post("/shops/<int:shop_id>/products/<product_id>/regenerate")
+@require_api_key
+def regenerate(shop_id: int, product_id: str) -> ResponseReturnValue:
+    """Render a product again: the shop's defaults, or named scenes, a one-off prompt, chosen references."""
+    from jobs.queues import enqueue_render
+
+    shop = own_shop(shop_id)
+    svc = services()
+    body = request.get_json(silent=True, force=True) if request.get_data().strip() else {}
+    per_minute = settings_with_defaults(shop.settings)["regenerate_per_minute"]
+    try:
+        with svc.db.transaction() as session:
+            render = manual.regenerate(
+                session, shop, product_id, body, default_provider=svc.config.scene_provider,
+                allow=lambda: ratelimit.enforce(svc.redis, f"regenerate:{shop.id}", limit=per_minute))
+            render_id = render.id
+    except ValidationError as exc:
+        return body_errors(exc)
+    except manual.ProductNotFound as exc:
+        abort(404, str(exc))
+    except manual.NothingToRender as exc:
+        abort(409, str(exc))
+    except ratelimit.LimitReached as exc:
+        wait = exc.verdict.retry_after_s
+        response = jsonify(error={"code": 429, "message": (
+            f"This shop may regenerate at most {per_minute} times a minute; try again in {wait} s "
+            "(or raise regenerate_per_minute in the settings)."), "retry_after_s": wait})
+        response.status_code = 429
+        response.headers["Retry-After"] = str(wait)
+        return response
+    queued = enqueue_render(svc.redis, render_id, timeout_s=svc.config.render_timeout_s)
+    return {"render_id": render_id, "status_url": url_for("api.get_render", render_id=render_id, _external=True),
+            "queued": queued}, 202
+
+
+class RenderListQuery(Schema):
+    """The query of GET /shops/<id>/renders."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    product_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64),
+                               metadata={"description": "the shop's product id"})
+    status = fields.String(load_default=None, validate=validate.OneOf([status.value for status in RenderStatus]))
+    cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+RENDER_LIST_QUERY = RenderListQuery()
+
+
+def encode_cursor(render_id: int) -> str:
+    """An opaque page cursor: the last render id shown, which clients must not rely on."""
+    return base64.urlsafe_b64encode(f"r1:{render_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The render id behind a cursor; ValidationError for anything this API did not hand out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "r1" or not number.isdigit():
+            raise ValueError(text)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError({"cursor": ["Not a cursor from this API; use next_cursor of the previous page."]})
+
+
+@bp.get("/shops/<int:shop_id>/renders")
+@require_api_key
+def list_renders(shop_id: int) -> ResponseReturnValue:
+    """The shop's renders newest first, with product, assets and signed image links; keyset-paginated."""
+    shop = own_shop(shop_id)
+    try:
+        query = RENDER_LIST_QUERY.load(request.args)
+        before = decode_cursor(query["cursor"]) if query["cursor"] else None
+    except ValidationError as exc:
+        return jsonify(error={"code": 400, "message": "The query is not valid.", "fields": exc.messages}), 400
+    statement = (
+        select(Render).where(Render.shop_id == shop.id).order_by(Render.id.desc()).limit(query["limit"] + 1)
+        .options(selectinload(Render.assets), selectinload(Render.product).selectinload(Product.images))
+    )
+    if query["product_id"]:
+        statement = statement.join(Product, Render.product_id == Product.id).where(
+            Product.external_id == query["product_id"])
+    if query["status"]:
+        statement = statement.where(Render.status == RenderStatus(query["status"]))
+    if before is not None:
+        statement = statement.where(Render.id < before)
+    rows = services().db.session().scalars(statement).all()
+    page = rows[:query["limit"]]
+    more = len(rows) > query["limit"]
+    return {"renders": [render_json(render) for render in page],
+            "next_cursor": encode_cursor(page[-1].id) if more else None}
+
+
+@bp.post("/assets/<int:asset_id>/approve")
+@require_api_key
+def approve_asset(asset_id: int) -> ResponseReturnValue:
+    """Review mode: push this asset to the shop (202; the push job sends it)."""
+    from jobs.queues import enqueue_push
+
+    svc = services()
+    with svc.db.transaction() as session:
+        asset = get_for_shop(session, Asset, asset_id, g.shop.id)
+        if asset is None:
+            abort(404, f"No asset {asset_id} in this shop.")
+        try:
+            manual.approve(asset)
+        except manual.ReviewConflict as exc:
+            abort(409, str(exc))
+        render_id = asset.render_id
+    queued = enqueue_push(svc.redis, render_id, timeout_s=svc.config.push_timeout_s)
+    return {"asset_id": asset_id, "push_status": PushStatus.PENDING.value, "queued": queued,
+            "status_url": url_for("api.get_render", render_id=render_id, _external=True)}, 202
+
+
+@bp.post("/assets/<int:asset_id>/reject")
+@require_api_key
+def reject_asset(asset_id: int) -> ResponseReturnValue:
+    """Never push this asset; one already on the shop is taken off by a job (202), otherwise done at once (200)."""
+    from jobs.queues import enqueue_takedown
+
+    svc = services()
+    with svc.db.transaction() as session:
+        asset = get_for_shop(session, Asset, asset_id, g.shop.id)
+        if asset is None:
+            abort(404, f"No asset {asset_id} in this shop.")
+        take_down = manual.reject(asset)
+        status, render_id = asset.push_status.value, asset.render_id
+    queued = enqueue_takedown(svc.redis, asset_id, timeout_s=svc.config.push_timeout_s) if take_down else False
+    return {"asset_id": asset_id, "push_status": status, "queued": queued,
+            "status_url": url_for("api.get_render", render_id=render_id, _external=True)}, 202 if take_down else 200
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> ResponseReturnValue:
+    """The API described as OpenAPI 3.1; no key needed."""
+    from .openapi import api_document
+
+    return jsonify(api_document(request.host_url.rstrip("/") + bp.url_prefix))
+
+
+# --- sign-in links ----------------------------------------------------------------------------------------
+
+
+@bp.post("/shops/<int:shop_id>/login-link")
+@require_api_key
+def login_link(shop_id: int) -> ResponseReturnValue:
+    """A one-time, expiring link that signs the merchant in to the shop's settings and renders pages."""
+    from .login_links import make_link
+
+    shop = own_shop(shop_id)
+    config = services().config
+    link = make_link(config.public_url, config.secret_key, shop.id, ttl_s=config.login_link_ttl_s)
+    expires = dt.datetime.fromtimestamp(link.expires_at, dt.timezone.utc)
+    return {"url": link.url, "expires_at": expires.isoformat()}

@@ -52,6 +52,11 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     # Webhook and API bodies are JSON documents; anything bigger is refused (413) before it is read.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["TESTING"] = config.testing
+    # The merchant pages' session: signed cookie, out of scripts' reach, not sent on cross-site posts.
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = config.public_url.startswith("https://")
+    app.config["PERMANENT_SESSION_LIFETIME"] = config.session_ttl_s
     logs.configure(config.log_level, config.log_format)
     security.configure(config.secret_key)
 
@@ -71,12 +76,14 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     from .assets import bp as assets_bp
     from .ops import bp as ops_bp
     from .shopify_install import bp as shopify_bp
+    from .web import bp as web_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(shopify_bp)
+    app.register_blueprint(web_bp)
 
     @app.errorhandler(HTTPException)
     def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]

@@ -91,8 +91,11 @@ def sweeper(once: bool, interval: float) -> None:
 @click.option("--white", is_flag=True, help="also write a white-background JPEG")
 @click.option("--max-side", default=None, type=click.IntRange(16, 8192), help="longest side of the output")
 @click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "webp"]))
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="snap the model's mask to the photo's edges and clean the old background out of them")
+@click.option("--keep-shadow", is_flag=True, help="keep the product's own contact shadow in the transparent cutout")
 def cutout(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, white: bool,
-           max_side: int | None, fmt: str) -> None:
+           max_side: int | None, fmt: str, refine: bool, keep_shadow: bool) -> None:
     """Cut out local photos, loading the model once for the whole batch."""
     from .imaging.cutout import CutoutOptions, encode_cutout, get_session, remove_background, white_variant
     from .imaging.encode import encode
@@ -101,7 +104,7 @@ def cutout(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     if output is not None and (len(inputs) > 1 or out_dir is not None):
         raise click.UsageError("-o takes one input and no --out-dir; use --out-dir for several inputs")
     config = Config.load()
-    options = CutoutOptions(max_side=max_side or config.cutout_max_side)
+    options = CutoutOptions(max_side=max_side or config.cutout_max_side, refine=refine, keep_shadow=keep_shadow)
     session = get_session(config.cutout_model, config.model_dir)
     failed = 0
     for path in inputs:
@@ -275,6 +278,29 @@ def shops_list() -> None:
 
         for shop in session().scalars(select(Shop).order_by(Shop.id)):
             click.echo(f"{shop.id:>4}  {shop.platform.value:<12} {shop.domain:<40} {'active' if shop.active else 'inactive'}")
+
+
+@shops.command("login-link")
+@click.argument("shop_id", type=int)
+def shops_login_link(shop_id: int) -> None:
+    """Print a one-time sign-in link to the shop's settings page (expires after CATALOG_LOGIN_LINK_TTL_S)."""
+    from .login_links import make_link
+    from .models import Shop
+
+    app = _app()
+    config = app.extensions["catalog"].config
+    try:
+        with app.app_context():
+            from .db import session
+
+            shop = session().get(Shop, shop_id)
+            active = shop is not None and shop.active
+    finally:
+        app.extensions["catalog_db"].dispose()
+    if not active:
+        raise click.ClickException(f"no active shop {shop_id} (see `catalog-service shops list`)")
+    link = make_link(config.public_url, config.secret_key, shop_id, ttl_s=config.login_link_ttl_s)
+    click.echo(link.url)
 
 
 if __name__ == "__main__":

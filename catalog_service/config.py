@@ -78,6 +78,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "openai_timeout_s": ("CATALOG_OPENAI_TIMEOUT_S", parse_float, "timeout of one OpenAI call"),
     "openai_max_retries": ("CATALOG_OPENAI_MAX_RETRIES", parse_int, "retries of a 429/5xx/timeout, with backoff"),
     "scene_concurrency": ("CATALOG_SCENE_CONCURRENCY", parse_int, "scenes of one render made at once"),
+    "login_link_ttl_s": ("CATALOG_LOGIN_LINK_TTL_S", parse_int, "how long a merchant's sign-in link works, in seconds"),
+    "session_ttl_s": ("CATALOG_SESSION_TTL_S", parse_int, "how long a merchant stays signed in, in seconds"),
 }
 
 
@@ -118,6 +120,8 @@ class Config:
     openai_timeout_s: float = 120.0
     openai_max_retries: int = 3
     scene_concurrency: int = 4
+    login_link_ttl_s: int = 900
+    session_ttl_s: int = 8 * 3600
     testing: bool = False
 
     @classmethod
@@ -174,6 +178,8 @@ class Config:
             raise ConfigError("CATALOG_LOG_FORMAT must be json or text")
         if not 1 <= self.scene_concurrency <= 16:
             raise ConfigError("CATALOG_SCENE_CONCURRENCY must be between 1 and 16")
+        if not 60 <= self.login_link_ttl_s <= 7 * 24 * 3600 or not 300 <= self.session_ttl_s <= 30 * 24 * 3600:
+            raise ConfigError("CATALOG_LOGIN_LINK_TTL_S must be 60 s to 7 days, CATALOG_SESSION_TTL_S 5 min to 30 days")
         if not 0 <= self.openai_max_retries <= 10:
             raise ConfigError("CATALOG_OPENAI_MAX_RETRIES must be between 0 and 10")
         from .scenes.pricing import PriceTable

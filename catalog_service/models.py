@@ -67,6 +67,8 @@ class PushStatus(str, enum.Enum):
     FAILED = "failed"
     HELD = "held"  # review mode: waits for the merchant
     REMOVED = "removed"  # replaced by a newer render's asset and taken off the product
+    REJECTED = "rejected"  # the merchant said no: never pushed (or taken off again)
+    REMOVING = "removing"  # rejected after it was pushed: a job is taking it off the product
 
 
 class Shop(TimestampMixin, Base):

@@ -50,6 +50,7 @@ class RenderPlan:
 
     cutout: CutoutOptions = CutoutOptions()
     cutout_format: str = "png"
+    keep_cutout: bool = True  # False: the cutout only feeds the scenes; no cutout or white asset is kept
     white: bool = True
     presets: Sequence[ScenePreset] = ()
     references: Sequence[bytes] = ()  # the shop's reference photos, for presets that name none
@@ -60,6 +61,16 @@ class RenderPlan:
     max_pixels: int = 50_000_000
     budget_usd: float | None = None  # what paid scene calls may still spend this month; None: no limit
     concurrency: int = 4
+
+
+def cutout_options(cutout_settings: Mapping[str, Any], max_side_cap: int) -> CutoutOptions:
+    """CutoutOptions from a shop's validated `cutout` settings, its size capped by the service's own limit."""
+    return CutoutOptions(
+        max_side=min(cutout_settings["max_side"], max_side_cap),
+        padding=cutout_settings["padding"], square=cutout_settings["square"],
+        # Settings saved before these existed lack them: the defaults apply.
+        refine=cutout_settings.get("refine", True), keep_shadow=cutout_settings.get("keep_shadow", False),
+    )
 
 
 def make_assets(
@@ -79,9 +90,10 @@ def make_assets(
     timings["cutout"] = _ms_since(started)
 
     assets: list[MadeAsset] = []
-    cutout_bytes = cutout_png if plan.cutout_format == "png" else encode_cutout(cutout, plan.cutout_format)
-    assets.append(_asset("cutout", "", cutout_bytes, plan.cutout_format, cutout.image.size))
-    if plan.white:
+    if plan.keep_cutout:
+        cutout_bytes = cutout_png if plan.cutout_format == "png" else encode_cutout(cutout, plan.cutout_format)
+        assets.append(_asset("cutout", "", cutout_bytes, plan.cutout_format, cutout.image.size))
+    if plan.keep_cutout and plan.white:
         started = time.perf_counter()
         white = white_variant(cutout.product, plan.cutout)
         assets.append(_asset("white", "", encode(white, "jpeg", quality=WHITE_JPEG_QUALITY), "jpeg", white.size))

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 PRESET_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,47}$", error="Use lowercase letters, digits and dashes.")
 
@@ -21,6 +21,10 @@ class CutoutSettingsSchema(Schema):
     square = fields.Boolean(load_default=False)
     max_side = fields.Integer(load_default=2048, validate=validate.Range(256, 4096))
     format = fields.String(load_default="png", validate=validate.OneOf(["png", "webp"]))
+    refine = fields.Boolean(load_default=True,
+                            metadata={"description": "crisp edges without the old background's fringe"})
+    keep_shadow = fields.Boolean(load_default=False,
+                                 metadata={"description": "keep the product's own shadow in the transparent cutout"})
 
 
 class PresetSchema(Schema):
@@ -74,6 +78,55 @@ class SettingsSchema(Schema):
         metadata={"description": "replace: a new render's push takes our earlier images off the product "
                                  "(never the merchant's own)"})
     alt_template = fields.String(load_default="{title} ({kind})", validate=validate.Length(max=200))
+    regenerate_per_minute = fields.Integer(
+        load_default=10, validate=validate.Range(1, 600),
+        metadata={"description": "manual regenerate requests accepted per minute (API and page together)"})
+
+
+MAX_REGENERATE_PROMPT = 1000
+"""Characters of a one-off regenerate prompt; it is added to every scene's own prompt."""
+
+
+class RegenerateSchema(Schema):
+    """The body of a manual regenerate. Left-out keys take the shop's settings; `{}` is the shop's defaults.
+
+    Built with the shop's preset names and reference image ids, it also refuses names and ids the shop
+    does not have; built without them (the OpenAPI document), it checks shapes only.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    scenes = fields.List(
+        fields.String(validate=PRESET_NAME), load_default=None, validate=validate.Length(min=1, max=8),
+        metadata={"description": "scene preset names (built-in or the shop's own); default: the shop's scene_presets"})
+    prompt = fields.String(load_default="", validate=validate.Length(max=MAX_REGENERATE_PROMPT),
+                           metadata={"description": "one-off words added to every scene's prompt"})
+    reference_image_ids = fields.List(
+        fields.Integer(validate=validate.Range(min=1)), load_default=None, validate=validate.Length(min=1, max=8),
+        metadata={"description": "the shop's reference images to use; default: all of them"})
+    cutout = fields.Boolean(load_default=None, metadata={
+        "description": "also make the cutout and white-background images; default: the shop's cutout.enabled"})
+
+    def __init__(self, *, preset_names: set[str] | None = None, reference_ids: set[int] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.preset_names, self.reference_ids = preset_names, reference_ids
+
+    @validates_schema
+    def _known_to_the_shop(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.preset_names is not None and data.get("scenes"):
+            unknown = [name for name in data["scenes"] if name not in self.preset_names]
+            if unknown:
+                errors["scenes"] = [f"No scene preset {name!r} in this shop; choose from "
+                                    f"{', '.join(sorted(self.preset_names))}." for name in unknown]
+        if self.reference_ids is not None and data.get("reference_image_ids"):
+            missing = [ref for ref in data["reference_image_ids"] if ref not in self.reference_ids]
+            if missing:
+                errors["reference_image_ids"] = [f"No reference image {ref} in this shop." for ref in missing]
+        if errors:
+            raise ValidationError(errors)
 
 
 def preset_from_settings(entry: dict[str, Any]) -> Any:

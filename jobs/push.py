@@ -163,3 +163,65 @@ def _record(asset_id: int, *, external_id: str = "", url: str = "", error: str =
         else:
             asset.push_status, asset.push_error = PushStatus.PUSHED, None
             asset.external_id, asset.external_url, asset.pushed_at = external_id, url, utcnow()
+
+
+def take_down_asset(asset_id: int) -> None:
+    """RQ entry point for queue `pushes`: take a rejected, already pushed asset off the shop's product."""
+    svc = services()
+    try:
+        with log_context(asset=asset_id, job="takedown"):
+            _take_down(asset_id)
+    finally:
+        svc.db.remove()
+
+
+def _take_down(asset_id: int) -> None:
+    svc = services()
+    with svc.db.transaction() as session:
+        asset = session.get(Asset, asset_id)
+        if asset is None or asset.push_status != PushStatus.REMOVING:
+            return  # approved again, or already done
+        shop = session.get(Shop, asset.shop_id)
+        assert shop is not None
+        bind(shop=shop.id, render=asset.render_id)
+        product_id, external_id = asset.render.product.external_id, asset.external_id
+        try:
+            connector, unusable = connector_for(shop, svc.config, svc.db), None
+        except StoreError as exc:
+            connector, unusable = None, exc
+    svc.db.remove()
+    try:
+        if unusable is not None:
+            raise unusable
+        delete = getattr(connector, "delete_asset", None)
+        if delete is None:
+            _taken_down(asset_id, error="This shop's platform does not let us take images off; "
+                                        "remove it in the shop's admin.")
+            return
+        if external_id:
+            delete(product_id, external_id)
+    except StoreError as exc:
+        job = get_current_job()
+        if exc.retryable and job is not None and job.retries_left:
+            log.warning("asset=%s takedown failed, will retry: %s", asset_id, exc)
+            raise
+        _taken_down(asset_id, error=f"It could not be taken off the shop: {exc}")
+        return
+    finally:
+        if hasattr(connector, "close"):
+            connector.close()
+    _taken_down(asset_id)
+    log.info("asset=%s taken off product=%s external_id=%s", asset_id, product_id, external_id)
+
+
+def _taken_down(asset_id: int, *, error: str = "") -> None:
+    """Rejected and off the shop; or, when that failed, still pushed with the reason beside it."""
+    svc = services()
+    with svc.db.transaction() as session:
+        asset = session.get(Asset, asset_id)
+        if asset is None or asset.push_status != PushStatus.REMOVING:
+            return
+        if error:
+            asset.push_status, asset.push_error = PushStatus.PUSHED, "Rejected, but still on the shop. " + error
+        else:
+            asset.push_status, asset.push_error = PushStatus.REJECTED, None

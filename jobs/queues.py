@@ -56,8 +56,9 @@ _registered: dict[int, set[str]] = {}
 """Queues this process has registered with RQ, per connection."""
 
 
-def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeout_s: int, retry: Retry) -> bool:
-    job_id = f"{_JOB_PREFIX[queue]}-{object_id}"
+def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeout_s: int, retry: Retry,
+             prefix: str = "") -> bool:
+    job_id = f"{prefix or _JOB_PREFIX[queue]}-{object_id}"
     try:
         # RQ adds the queue to its set of known queues on every enqueue, a round trip of its own. That
         # goes into this pipeline, sent once per process and queue: a unique enqueue ignores the pipeline
@@ -77,7 +78,7 @@ def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeou
             old = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
             if old.get_status(refresh=False) in _ENDED:
                 old.delete()
-                return _enqueue(connection, queue, func, object_id, timeout_s=timeout_s, retry=retry)
+                return _enqueue(connection, queue, func, object_id, timeout_s=timeout_s, retry=retry, prefix=prefix)
         except (NoSuchJobError, RedisError):
             pass
         log.info("job=%s already queued", job_id)
@@ -97,4 +98,10 @@ def enqueue_render(connection: Redis, render_id: int, *, timeout_s: int = 600) -
 def enqueue_push(connection: Redis, render_id: int, *, timeout_s: int = 300) -> bool:
     """Queue the push of a render's assets to its shop."""
     return _enqueue(connection, PUSHES, "jobs.push.push_render", render_id,
+                    timeout_s=timeout_s, retry=Retry(max=len(PUSH_RETRY_INTERVALS_S), interval=PUSH_RETRY_INTERVALS_S))
+
+
+def enqueue_takedown(connection: Redis, asset_id: int, *, timeout_s: int = 300) -> bool:
+    """Queue taking one rejected, already pushed asset off its shop's product (job id takedown-<asset id>)."""
+    return _enqueue(connection, PUSHES, "jobs.push.take_down_asset", asset_id, prefix="takedown",
                     timeout_s=timeout_s, retry=Retry(max=len(PUSH_RETRY_INTERVALS_S), interval=PUSH_RETRY_INTERVALS_S))

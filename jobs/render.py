@@ -10,13 +10,13 @@ from sqlalchemy import func, select
 
 from catalog_service.app import services
 from catalog_service.http import FetchError, fetch
-from catalog_service.imaging.cutout import CutoutOptions, get_session
+from catalog_service.imaging.cutout import get_session
 from catalog_service.imaging.errors import ImageRejected
 from catalog_service.logs import log_context
 from catalog_service.models import (
     Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, UsageRecord, utcnow,
 )
-from catalog_service.pipeline import PipelineResult, RenderPlan, make_assets
+from catalog_service.pipeline import PipelineResult, RenderPlan, cutout_options, make_assets
 from catalog_service.scenes import presets_for
 from catalog_service.scenes.base import ProductInfo, ProviderError, SceneProvider, UnavailableProvider
 from catalog_service.schemas import preset_from_settings, settings_with_defaults
@@ -146,6 +146,8 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
             vendor=product.vendor, tags=tuple(product.tags),
         ),
         "prompt": options.get("prompt", ""),
+        # A manual regenerate may leave the cutout out; otherwise the shop's cutout.enabled decides.
+        "keep_cutout": settings["cutout"]["enabled"] if options.get("cutout") is None else bool(options["cutout"]),
         "shop_id": shop.id,
         "budget_left": max(0.0, settings["monthly_budget_usd"] - float(spent or 0.0)),
     }
@@ -160,11 +162,9 @@ def _plan(storage: AssetStorage, inputs: dict) -> RenderPlan:  # type: ignore[ty
         # A one-off prompt from a manual regenerate adds to every scene's own.
         presets = [dataclasses.replace(p, prompt=f"{p.prompt} {inputs['prompt']}".strip()) for p in presets]
     return RenderPlan(
-        cutout=CutoutOptions(
-            max_side=min(cutout_settings["max_side"], svc.config.cutout_max_side),
-            padding=cutout_settings["padding"], square=cutout_settings["square"],
-        ),
+        cutout=cutout_options(cutout_settings, svc.config.cutout_max_side),
         cutout_format=cutout_settings["format"],
+        keep_cutout=inputs["keep_cutout"],
         white=cutout_settings["white"],
         presets=presets,
         references=[storage.get(key) for key in inputs["default_keys"]],

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from catalog_service.models import Asset, PushStatus, Render, RenderStatus
 
-from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_push, enqueue_render, get_queue
+from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_push, enqueue_render, enqueue_takedown, get_queue
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def due(updated_at: dt.datetime, attempts: int, now: dt.datetime) -> bool:
 def sweep(session: Session, redis: Redis, *, now: dt.datetime, render_timeout_s: int = 1800,
           push_timeout_s: int = 300) -> dict[str, int]:
     """Queue again what the database waits for and Redis lost; fail what has been tried too often."""
-    counts = {"renders": 0, "pushes": 0, "given_up": 0}
+    counts = {"renders": 0, "pushes": 0, "given_up": 0, "takedowns": 0}
     for name in ALL_QUEUES:
         # A dead worker's jobs: RQ retries or fails them once their heartbeat has expired.
         StartedJobRegistry(name, connection=redis, serializer=JSONSerializer).cleanup(timestamp=now.timestamp())
@@ -82,6 +82,13 @@ def sweep(session: Session, redis: Redis, *, now: dt.datetime, render_timeout_s:
     for render_id in finished:
         if not job_alive(redis, f"push-{render_id}") and enqueue_push(redis, render_id, timeout_s=push_timeout_s):
             counts["pushes"] += 1
+    # Rejected after they were pushed: each waits for the job that takes it off the shop.
+    removing = session.scalars(select(Asset).where(Asset.push_status == PushStatus.REMOVING)).all()
+    for asset in removing:
+        if job_alive(redis, f"takedown-{asset.id}") or not due(asset.updated_at, 0, now):
+            continue
+        if enqueue_takedown(redis, asset.id, timeout_s=push_timeout_s):
+            counts["takedowns"] += 1
     session.flush()
     return counts
 
@@ -141,8 +148,8 @@ def run_sweeper(app, *, interval_s: float = 60.0, once: bool = False) -> None:  
                     counts = sweep(session, svc.redis, now=dt.datetime.now(dt.timezone.utc),
                                    render_timeout_s=svc.config.render_timeout_s,
                                    push_timeout_s=svc.config.push_timeout_s)
-                log.info("sweep renders=%s pushes=%s given_up=%s", counts["renders"], counts["pushes"],
-                         counts["given_up"])
+                log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s", counts["renders"],
+                         counts["pushes"], counts["given_up"], counts["takedowns"])
             except RedisError as exc:
                 log.warning("sweep skipped: Redis does not answer (%s)", exc)
             finally:

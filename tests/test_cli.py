@@ -41,6 +41,20 @@ def test_cutout_batch_writes_png_and_white_for_each_input(env, model_session) ->
             assert white.getpixel((0, 0)) == (255, 255, 255)
 
 
+def test_cutout_no_refine_gives_the_models_plain_mask(env, model_session) -> None:
+    """--no-refine writes exactly what remove_background(refine=False) makes; the default refines it."""
+    from catalog_service.imaging.cutout import CutoutOptions, remove_background
+
+    source = FIXTURES / "rocket.jpg"
+    for flag in ("--refine", "--no-refine"):
+        result = run("cutout", str(source), "-o", str(env / f"{flag}.png"), "--max-side", "400", flag)
+        assert result.exit_code == 0, result.output
+    plain = remove_background(source.read_bytes(), model_session, CutoutOptions(max_side=400, refine=False))
+    with Image.open(env / "--no-refine.png") as written, Image.open(env / "--refine.png") as refined:
+        assert written.tobytes() == plain.image.tobytes()
+        assert refined.tobytes() != plain.image.tobytes()
+
+
 def test_cutout_reports_a_bad_file_and_carries_on(env, model_session) -> None:
     """A broken file is named with its reason; the good one is still written; exit code 1."""
     broken = env / "broken.jpg"

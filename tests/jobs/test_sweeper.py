@@ -67,7 +67,7 @@ def test_a_render_left_running_by_a_dead_worker_is_queued_again_then_given_up(ap
     stuck = make_render(app, shop[0], status=RenderStatus.RUNNING, attempts=1, age=dt.timedelta(minutes=10))
     spent = make_render(app, shop[0], status=RenderStatus.RUNNING, attempts=MAX_ATTEMPTS, age=dt.timedelta(hours=2))
     counts = run_sweep(app, redis)
-    assert counts == {"renders": 1, "pushes": 0, "given_up": 1}
+    assert counts == {"renders": 1, "pushes": 0, "given_up": 1, "takedowns": 0}
     assert redis.lrange("rq:queue:renders", 0, -1) == [f"render-{stuck}".encode()]
     with app.app_context():
         session = app.extensions["catalog_db"].session()

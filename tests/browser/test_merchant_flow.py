@@ -1,0 +1,325 @@
+"""The merchant's pages in real headless Chromium, against the real app on a loopback port and a real worker.
+
+Screenshots land in tests/artifacts/ (ignored by git) so a reader can look at the pages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from sqlalchemy import select
+from support import run_jobs
+from werkzeug.serving import make_server
+
+from catalog_service.app import create_app
+from catalog_service.models import Asset, Product, PushStatus, ReferenceImage, Render, Shop, SourceImage
+from catalog_service.shops import create_shop
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+WAIT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live(app_config: dict[str, object], redis, model_session) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """The real app behind a real HTTP server on loopback; public_url points at it."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app({**app_config, "public_url": base})
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+
+    class Live:
+        pass
+
+    live = Live()
+    live.app, live.base, live.redis = app, base, redis  # type: ignore[attr-defined]
+    yield live
+    server.shutdown()
+    server.server_close()
+    app.extensions["catalog_db"].dispose()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Headless Debian Chromium driven by Debian's chromedriver (explicit paths: nothing is downloaded)."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `make test` (scripts/ensure-chromium installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(WAIT_S)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(driver: webdriver.Chrome, name: str) -> Path:
+    """A full-page screenshot into tests/artifacts/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    width = driver.get_window_size()["width"]
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    original = driver.get_window_size()
+    driver.set_window_size(width, min(max(int(height) + 140, 600), 6000))
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(original["width"], original["height"])
+    return path
+
+
+def wait(driver: webdriver.Chrome, condition, message: str, timeout: float = WAIT_S):  # type: ignore[no-untyped-def]
+    # Cards are swapped in by the page's script while we look: a stale element just means "look again".
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
+
+
+def browser_errors(driver: webdriver.Chrome) -> list[str]:
+    """Console errors (failed loads, CSP violations, script errors) since the last call."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def field(driver: webdriver.Chrome, element_id: str):  # type: ignore[no-untyped-def]
+    element = driver.find_element(By.ID, element_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    return element
+
+
+def save_settings(driver: webdriver.Chrome) -> None:
+    """Submit the settings form and wait for the next page (not the old one's banner) to say it saved."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.CSS_SELECTOR, "#settings-form button[type=submit]").click()
+    wait(driver, staleness_of(page), "the form was not submitted")
+    wait(driver, lambda d: "Settings saved." in d.find_element(By.TAG_NAME, "main").text, "not saved")
+
+
+def images_loaded(driver: webdriver.Chrome, css: str) -> bool:
+    return bool(driver.execute_script(
+        "const imgs = [...document.querySelectorAll(arguments[0])];"
+        "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);", css))
+
+
+def test_a_merchant_signs_in_sets_up_regenerates_and_approves(live, browser, image_server) -> None:
+    """Sign in by link, fix a settings error, upload references, regenerate, watch it finish, approve."""
+    app, base = live.app, live.base
+    photo = image_server.serve("/mug.jpg", (FIXTURES / "rocket.jpg").read_bytes(), content_type="image/jpeg")
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        shop, api_key, _secret = create_shop(session, platform="folder", domain="mug-shop.local", name="Mug Shop")
+        product = Product(shop_id=shop.id, external_id="4242", title="Rocket mug")
+        session.add(product)
+        session.flush()
+        session.add(SourceImage(shop_id=shop.id, product_id=product.id, external_id="1", src=photo))
+        shop_id = shop.id
+
+    # 1. A platform fetches a sign-in link with the shop's key; the merchant opens it.
+    answer = requests.post(f"{base}/api/v1/shops/{shop_id}/login-link",
+                           headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    browser.get(answer.json()["url"])
+    wait(browser, lambda d: d.current_url.endswith(f"/shops/{shop_id}/settings"), "not signed in")
+    cookie = browser.get_cookie("session")
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Settings"
+    shot(browser, "01-settings")
+
+    # 2. A bad budget is refused beside the field; nothing is saved.
+    budget = field(browser, "f-monthly_budget_usd")
+    budget.clear()
+    budget.send_keys("-5")
+    Select(field(browser, "f-publish_mode")).select_by_value("review")
+    browser.find_element(By.CSS_SELECTOR, "#settings-form button[type=submit]").click()
+    error = wait(browser, lambda d: d.find_elements(By.ID, "f-monthly_budget_usd-error"), "no field error")[0]
+    assert "greater than or equal to 0" in error.text
+    assert "Nothing was saved" in browser.find_element(By.ID, "error-summary").text
+    shot(browser, "02-settings-validation-error")
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().get(Shop, shop_id).settings["publish_mode"] == "auto"
+
+    # ... then fixed, with review-first publishing and a new preset added with the keyboard-usable button.
+    budget = field(browser, "f-monthly_budget_usd")
+    budget.clear()
+    budget.send_keys("35")
+    assert Select(field(browser, "f-publish_mode")).first_selected_option.get_attribute("value") == "review"
+    field(browser, "f-cutout-square").click()
+    browser.execute_script("document.querySelector('[data-add-preset]').scrollIntoView({block: 'center'})")
+    browser.find_element(By.CSS_SELECTOR, "[data-add-preset]").click()
+    name = wait(browser, lambda d: d.switch_to.active_element, "no focus")
+    assert name.get_attribute("name") == "presets.0.name"
+    name.clear()
+    name.send_keys("window-light")
+    save_settings(browser)
+    with app.app_context():
+        saved = app.extensions["catalog_db"].session().get(Shop, shop_id).settings
+    assert saved["monthly_budget_usd"] == 35.0 and saved["publish_mode"] == "review"
+    assert saved["cutout"]["square"] is True and saved["presets"][0]["name"] == "window-light"
+
+    # Presets reorder and go away with the keyboard alone.
+    add = browser.find_element(By.CSS_SELECTOR, "[data-add-preset]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", add)
+    add.send_keys(Keys.ENTER)
+    browser.switch_to.active_element.send_keys("evening")
+    browser.find_elements(By.CSS_SELECTOR, "[data-preset]")[1].find_element(
+        By.CSS_SELECTOR, "[data-move='-1']").send_keys(Keys.ENTER)
+    save_settings(browser)
+    with app.app_context():
+        saved = app.extensions["catalog_db"].session().get(Shop, shop_id).settings
+    assert [p["name"] for p in saved["presets"]] == ["evening", "window-light"]
+    remove = browser.find_elements(By.CSS_SELECTOR, "[data-preset]")[0].find_element(By.CSS_SELECTOR, "[data-remove]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", remove)
+    remove.send_keys(Keys.SPACE)
+    save_settings(browser)
+    with app.app_context():
+        saved = app.extensions["catalog_db"].session().get(Shop, shop_id).settings
+    assert [p["name"] for p in saved["presets"]] == ["window-light"]
+
+    # 3. Reference images: a bad file is explained beside the picker; a good one by picker, another dropped.
+    bad = Path(tempfile.mkdtemp()) / "not-a-photo.jpg"
+    bad.write_bytes(b"<html><body>oops</body></html>")
+    field(browser, "reference-file").send_keys(str(bad))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    upload_error = wait(browser, lambda d: [e for e in d.find_elements(By.ID, "upload-error") if e.is_displayed()],
+                        "no upload error")[0]
+    assert "not-a-photo.jpg" in upload_error.text and "web page" in upload_error.text
+    shot(browser, "03-reference-upload-error")
+    field(browser, "reference-file").send_keys(str(FIXTURES / "rocket.jpg"))
+    wait(browser, lambda d: images_loaded(d, "[data-previews] img"), "no preview")
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda d: images_loaded(d, ".ref-list img"), "uploaded photo not shown")
+    browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const canvas = document.createElement('canvas');
+        canvas.width = 240; canvas.height = 160;
+        const ctx = canvas.getContext('2d');
+        ctx.fillStyle = '#d9a441'; ctx.fillRect(0, 0, 240, 160);
+        ctx.fillStyle = '#2d5d7b'; ctx.fillRect(30, 40, 120, 80);
+        canvas.toBlob(blob => {
+          const data = new DataTransfer();
+          data.items.add(new File([blob], 'dropped-style.png', {type: 'image/png'}));
+          const zone = document.querySelector('[data-dropzone]');
+          zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+          zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+          done();
+        }, 'image/png');
+    """)
+    wait(browser, lambda d: images_loaded(d, "[data-previews] img"), "no preview of the dropped photo")
+    shot(browser, "04-reference-dropped-preview")
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".ref-list img")) == 2
+         and images_loaded(d, ".ref-list img"), "dropped photo not uploaded")
+    with app.app_context():
+        names = sorted(app.extensions["catalog_db"].session().scalars(select(ReferenceImage.name)))
+    assert names == ["dropped-style.png", "rocket.jpg"]
+    shot(browser, "05-settings-with-references")
+    browser_errors(browser)  # the two refusals above were 400s on purpose; from here on, nothing may fail
+
+    # 4. Regenerate from the gallery with a one-off prompt; the card appears and follows the work live.
+    browser.find_element(By.LINK_TEXT, "Renders").click()
+    wait(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Renders", "no gallery")
+    Select(browser.find_element(By.ID, "regen-product")).select_by_value("4242")
+    for box in browser.find_elements(By.CSS_SELECTOR, "#regenerate-form input[name=scenes]"):
+        if box.is_selected() != (box.get_attribute("value") in ("studio", "marble-counter")):
+            browser.execute_script("arguments[0].click()", box)
+    browser.find_element(By.ID, "regen-prompt").send_keys("soft morning light")
+    browser.find_element(By.CSS_SELECTOR, "#regenerate-form button[type=submit]").click()
+    render_id = int(wait(browser, lambda d: d.execute_script(
+        "const card = document.querySelector('[data-render-id]'); return card && card.dataset.renderId"),
+        "no new card"))
+    assert browser.find_element(By.ID, f"render-{render_id}").get_attribute("data-status") in ("queued", "running")
+    shot(browser, "06-renders-queued")
+    with app.app_context():
+        options = app.extensions["catalog_db"].session().get(Render, render_id).options
+    assert options.get("scenes") == ["studio", "marble-counter"] and "soft morning light" in str(options)
+
+    run_jobs(app, live.redis, ("renders",))  # the worker, in this thread; the page polls meanwhile
+
+    def finished(driver: webdriver.Chrome) -> bool:
+        card = driver.find_element(By.ID, f"render-{render_id}")
+        return (card.get_attribute("data-status") in ("succeeded", "partial")
+                and images_loaded(driver, f"#render-{render_id} img[data-thumb]"))
+
+    wait(browser, finished, "the card did not update to a finished render with loaded thumbnails")
+    card = browser.find_element(By.ID, f"render-{render_id}")
+    alts = [img.get_attribute("alt") for img in card.find_elements(By.CSS_SELECTOR, "img[data-thumb]")]
+    assert "Cutout" in alts and "White background" in alts and "Scene: studio" in alts, alts
+    assert card.find_element(By.CSS_SELECTOR, "img[alt='Original photo']")
+    assert "Waiting for your review" in card.text
+    shot(browser, "07-renders-done-review")
+
+    # 5. Approve one asset: it leaves review and is sent; the push lands in the (folder) shop.
+    approve = card.find_element(By.CSS_SELECTOR, "button[data-asset-action=approve]")
+    asset_id = int(approve.get_attribute("data-asset-id"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", approve)
+    approve.click()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f"[data-asset-id='{asset_id}']")
+         .get_attribute("data-push-status") == "pending", "approve did not change the asset")
+    run_jobs(app, live.redis, ("pushes",))
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().get(Asset, asset_id).push_status == PushStatus.PUSHED
+    browser.refresh()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f"li[data-asset-id='{asset_id}']")
+         .get_attribute("data-push-status") == "pushed", "pushed status not shown")
+    assert "In your shop" in browser.find_element(By.CSS_SELECTOR, f"li[data-asset-id='{asset_id}']").text
+    shot(browser, "08-renders-approved")
+    assert browser_errors(browser) == []
+
+    # 6. Phone width: the same pages, one column, nothing cut off.
+    browser.set_window_size(390, 844)
+    time.sleep(0.3)
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(browser, "09-renders-phone")
+    browser.find_element(By.LINK_TEXT, "Settings").click()
+    wait(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Settings", "no settings page")
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(browser, "10-settings-phone")
+
+
+def test_another_shops_pages_are_refused_in_the_browser(live, browser) -> None:
+    """Signed in as one shop, the other shop's settings page is a 403 page that says why."""
+    app, base = live.app, live.base
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        mine, key, _ = create_shop(session, platform="folder", domain="a.local")
+        theirs, _, _ = create_shop(session, platform="folder", domain="b.local")
+        mine_id, theirs_id = mine.id, theirs.id
+    url = requests.post(f"{base}/api/v1/shops/{mine_id}/login-link", headers={"Authorization": f"Bearer {key}"},
+                        timeout=10).json()["url"]
+    browser.get(url)
+    wait(browser, lambda d: d.current_url.endswith(f"/shops/{mine_id}/settings"), "not signed in")
+    browser.get(f"{base}/shops/{theirs_id}/settings")
+    assert "Not your shop" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.get(url)  # the link was spent
+    assert "already used" in browser.find_element(By.TAG_NAME, "main").text
+    shot(browser, "11-link-already-used")

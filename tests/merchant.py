@@ -1,0 +1,44 @@
+"""Helpers for tests of the merchant pages: sign a client in by link, and the settings page's form as data."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from catalog_service.login_links import make_link
+
+
+def sign_in(app, client, shop_id: int) -> str:  # type: ignore[no-untyped-def]
+    """Follow a fresh sign-in link with the test client; returns the session's CSRF token."""
+    config = app.extensions["catalog"].config
+    link = make_link(config.public_url, config.secret_key, shop_id, ttl_s=config.login_link_ttl_s)
+    response = client.get(link.url)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with client.session_transaction() as session:
+        return str(session["csrf_token"])
+
+
+def form_data(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Settings as the page's form sends them: dotted names, checkboxes only when ticked, lists repeated."""
+    data: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = prefix + key
+        if isinstance(value, bool):
+            if value:
+                data[name] = "true"
+        elif isinstance(value, dict):
+            data.update(form_data(value, name + "."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for index, item in enumerate(value):
+                data.update(form_data(item, f"{name}.{index}."))
+        elif isinstance(value, list):
+            data[name] = [str(item) for item in value]
+        else:
+            data[name] = str(value)
+    return data
+
+
+def field_error(html: str, path: str) -> str:
+    """The error text shown beside one field ("" when none)."""
+    match = re.search(r'id="f-%s-error">([^<]*)<' % re.escape(path.replace(".", "-")), html)
+    return match.group(1) if match else ""

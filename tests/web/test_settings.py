@@ -1,0 +1,197 @@
+"""The settings page: every SettingsSchema field on the form, all-or-nothing saves, reference photos."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from pathlib import Path
+
+import pytest
+from merchant import field_error, form_data
+from PIL import Image
+from sqlalchemy import select
+
+from catalog_service.models import ReferenceImage, Shop, UsageRecord
+from catalog_service.schemas import SETTINGS, settings_with_defaults
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+def stored(app, shop_id: int) -> dict:  # type: ignore[type-arg]
+    with app.app_context():
+        return dict(app.extensions["catalog_db"].session().get(Shop, shop_id).settings)
+
+
+def schema_paths(schema, prefix: str = "") -> list[str]:  # type: ignore[no-untyped-def]
+    from marshmallow import fields
+
+    paths = []
+    for key, field in schema.fields.items():
+        if isinstance(field, fields.Nested):
+            paths += schema_paths(field.schema, f"{prefix}{key}.")
+        elif not (isinstance(field, fields.List) and isinstance(field.inner, fields.Nested)):
+            paths.append(prefix + key)
+    return paths
+
+
+def test_the_form_has_a_labelled_control_for_every_setting(app, merchant) -> None:
+    """Each schema field (nested cutout included) is on the page, with a label and its current value."""
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    for path in schema_paths(SETTINGS):
+        assert f'name="{path}"' in html, path
+    for match in re.finditer(r'<(input|select|textarea)[^>]*\bid="(f-[^"]+)"', html):
+        assert f'for="{match.group(2)}"' in html or "<legend>" in html, match.group(2)
+    assert 'value="20.0"' in html and "Spent this month" in html
+
+
+def test_a_valid_form_is_saved(app, merchant) -> None:
+    """Changed fields, a new preset and a nested cutout option are saved, validated, with a confirmation."""
+    settings = settings_with_defaults({})
+    settings.update(publish_mode="review", monthly_budget_usd=55.5, auto_generate=False)
+    settings["cutout"].update(square=True, padding=0.1, format="webp")
+    settings["presets"] = [{"name": "kitchen", "prompt": "on a kitchen counter, morning light", "size": "1024x1024",
+                            "quality": "high", "text": "NEW", "style": "prompt"}]
+    settings["scene_presets"] = ["studio", "kitchen"]
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    saved = stored(app, merchant.id)
+    assert saved["publish_mode"] == "review" and saved["monthly_budget_usd"] == 55.5 and not saved["auto_generate"]
+    assert saved["cutout"]["square"] and saved["cutout"]["format"] == "webp" and saved["cutout"]["padding"] == 0.1
+    assert saved["presets"][0]["name"] == "kitchen" and saved["presets"][0]["text"] == "NEW"
+    assert saved["scene_presets"] == ["studio", "kitchen"]
+    assert "Settings saved." in merchant.get(response.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("path", "value", "words"), [
+    ("cutout.padding", "0.9", "less than or equal to 0.5"),
+    ("cutout.max_side", "12", "greater than or equal to 256"),
+    ("monthly_budget_usd", "", "Not a valid number"),
+    ("monthly_budget_usd", "-5", "greater than or equal to 0"),
+    ("brand_color", "red", "match"),
+    ("publish_mode", "sometimes", "Must be one of"),
+    ("model", "gpt-image-1", "Unknown model"),
+    ("presets.0.name", "Bad Name", "lowercase letters"),
+    ("presets.0.size", "999x999", "1024x1024"),
+    ("presets.0.text", "x" * 41, "40"),
+])
+def test_an_invalid_field_is_shown_beside_it_and_nothing_is_saved(app, merchant, path, value, words) -> None:
+    """One bad field: 400, the message beside that field, the summary on top, and no field saved."""
+    before = stored(app, merchant.id)
+    settings = settings_with_defaults({})
+    settings["publish_mode"] = "review"  # a valid change that must not be saved either
+    settings["presets"] = [{"name": "kitchen", "prompt": "counter"}]
+    data = form_data(settings)
+    data[path] = value
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert words in field_error(html, path), field_error(html, path)
+    assert "Nothing was saved" in html
+    assert stored(app, merchant.id) == before
+    assert f'value="{value}"' in html or value not in ("0.9", "-5", "red")  # the typed value is kept for fixing
+
+
+def test_duplicate_preset_names_and_foreign_reference_images_are_refused(app, merchant) -> None:
+    """What the schema cannot see is checked too, beside the preset's own fields."""
+    settings = settings_with_defaults({})
+    settings["presets"] = [{"name": "kitchen"}, {"name": "kitchen", "reference_image_ids": [424242]}]
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Another preset already has this name" in field_error(html, "presets.1.name")
+    assert "424242" in field_error(html, "presets.1.reference_image_ids")
+
+
+def test_this_months_spend_is_shown_beside_the_budget(app, merchant) -> None:
+    """Paid calls this month add up; last month's do not count."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        for cost, when in ((0.25, now), (0.07, now), (9.0, now - dt.timedelta(days=40))):
+            session.add(UsageRecord(shop_id=merchant.id, provider="openai", model="gpt-image-2", cost_usd=cost,
+                                    created_at=when))
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    assert "<strong>$0.32</strong>" in html and "of $20.00" in html
+
+
+def photo(size: tuple[int, int] = (300, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_upload_preview_and_delete_a_reference_image(app, merchant) -> None:
+    """An uploaded photo is listed with a thumbnail that loads; deleting it removes it from presets too."""
+    response = merchant.post(f"/shops/{merchant.id}/reference-images",
+                             data={"file": (io.BytesIO((FIXTURES / "rocket.jpg").read_bytes()), "launch.jpg")},
+                             content_type="multipart/form-data")
+    assert response.status_code == 302
+    html = merchant.get(response.headers["Location"]).get_data(as_text=True)
+    thumb = re.search(r'<img src="(/shops/%d/thumbs/reference/\d+\.webp\?v=\w+)" alt="launch.jpg"' % merchant.id, html)
+    assert thumb, html
+    image = merchant.get(thumb.group(1))
+    assert image.status_code == 200 and image.mimetype == "image/webp"
+    with Image.open(io.BytesIO(image.data)) as preview:
+        assert 250 <= max(preview.size) <= 360  # small; a JPEG may decode at a reduced scale
+    with app.app_context():
+        ref_id = app.extensions["catalog_db"].session().scalars(select(ReferenceImage.id)).one()
+    settings = settings_with_defaults({})
+    settings["presets"] = [{"name": "launch", "reference_image_ids": [ref_id]}]
+    assert merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings)).status_code == 302
+    deleted = merchant.post(f"/shops/{merchant.id}/reference-images/{ref_id}/delete")
+    assert deleted.status_code == 302
+    assert stored(app, merchant.id)["presets"][0]["reference_image_ids"] == []
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().scalars(select(ReferenceImage)).all() == []
+
+
+@pytest.mark.parametrize(("files", "words"), [
+    ([(b"<html>no</html>", "page.jpg")], "web page"),
+    ([(photo()[:60], "broken.jpg")], "damaged"),
+    ([], "Choose a photo"),
+])
+def test_a_bad_upload_is_explained_beside_the_picker(app, merchant, files, words) -> None:
+    """The same checks as product photos; the reason is shown by the upload field; nothing is stored."""
+    data = {"file": [(io.BytesIO(body), name) for body, name in files]} if files else {}
+    response = merchant.post(f"/shops/{merchant.id}/reference-images", data=data, content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    error = re.search(r'id="upload-error"[^>]*>([^<]*)<', html)
+    assert error and words in error.group(1), error and error.group(1)
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().scalars(select(ReferenceImage)).all() == []
+
+
+def test_another_shops_reference_image_cannot_be_deleted(app, merchant) -> None:
+    """Deleting by id is scoped to the signed-in shop."""
+    from catalog_service.references import add_reference_image
+    from catalog_service.shops import create_shop
+
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        other, _, _ = create_shop(session, platform="generic", domain="other.example.com")
+        ref = add_reference_image(session, app.extensions["catalog"].storage, other, photo(), max_pixels=10**7)
+        ref_id = ref.id
+    merchant.post(f"/shops/{merchant.id}/reference-images/{ref_id}/delete")
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().get(ReferenceImage, ref_id) is not None
+
+
+def test_photos_over_the_size_cap_are_refused_in_words(app_config, redis, shop) -> None:  # type: ignore[no-untyped-def]
+    """One photo over the per-photo cap is explained by the picker; a body over all of them is a 413 page."""
+    from merchant import sign_in
+
+    from catalog_service.app import create_app
+
+    small = create_app({**app_config, "max_source_bytes": 20_000})
+    try:
+        client = small.test_client()
+        csrf = sign_in(small, client, shop[0])
+        response = client.post(f"/shops/{shop[0]}/reference-images", content_type="multipart/form-data", data={
+            "csrf_token": csrf, "file": (io.BytesIO(b"\xff\xd8" + b"0" * 30_000), "huge.jpg")})
+        error = re.search(r'id="upload-error"[^>]*>([^<]*)<', response.get_data(as_text=True))
+        assert response.status_code == 400 and error and "huge.jpg: larger than 19 KB" in error.group(1)
+        too_much = client.post(f"/shops/{shop[0]}/reference-images", content_type="multipart/form-data", data={
+            "csrf_token": csrf, "file": (io.BytesIO(b"0" * 120_000), "all.jpg")})
+        assert too_much.status_code == 413 and "each up to 19 KB" in too_much.get_data(as_text=True)
+    finally:
+        small.extensions["catalog_db"].dispose()

@@ -1,0 +1,219 @@
+"""Signing in to the merchant pages: one-time links, Shopify's app launch, sessions kept to their shop."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from urllib.parse import urlencode
+
+import pytest
+from click.testing import CliRunner
+from merchant import sign_in
+from sqlalchemy import select
+
+from catalog_service.cli import main
+from catalog_service.login_links import make_link
+from catalog_service.models import Shop
+from catalog_service.shops import create_shop
+
+
+def link_for(app, shop_id: int, **kwargs) -> str:  # type: ignore[no-untyped-def]
+    config = app.extensions["catalog"].config
+    return make_link(config.public_url, config.secret_key, shop_id, ttl_s=kwargs.pop("ttl_s", 900), **kwargs).url
+
+
+def add_shop(app, **kwargs) -> int:  # type: ignore[no-untyped-def]
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        created, _key, _secret = create_shop(session, **kwargs)
+        return created.id
+
+
+def test_a_link_signs_in_once_with_a_safe_cookie(app, client, shop) -> None:
+    """The link opens the settings page; the cookie is HttpOnly and SameSite=Lax; a second use is refused."""
+    url = link_for(app, shop[0])
+    response = client.get(url)
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/shops/{shop[0]}/settings")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    page = client.get(f"/shops/{shop[0]}/settings")
+    assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)
+    client.post("/signout", data={"csrf_token": _csrf(client)})
+    again = client.get(url)
+    assert again.status_code == 401 and "already used" in again.get_data(as_text=True)
+
+
+def _csrf(client) -> str:  # type: ignore[no-untyped-def]
+    with client.session_transaction() as session:
+        return str(session.get("csrf_token", ""))
+
+
+def test_an_expired_link_is_refused(app, client, shop) -> None:
+    """A link past its lifetime says so and signs nobody in."""
+    response = client.get(link_for(app, shop[0], now=time.time() - 1000))
+    assert response.status_code == 401 and "expired" in response.get_data(as_text=True)
+    assert client.get(f"/shops/{shop[0]}/settings").status_code == 401
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda token: token.replace(token.split(".")[0] + ".", str(int(token.split(".")[0]) + 1) + ".", 1),
+    lambda token: token[:-2] + ("00" if not token.endswith("00") else "11"),
+    lambda token: token.rsplit(".", 1)[0],
+    lambda token: "",
+])
+def test_a_tampered_link_is_refused(app, client, shop, tamper) -> None:
+    """Another shop id, a changed signature, a cut-off token: 401, no session."""
+    url = link_for(app, shop[0])
+    token = url.split("token=", 1)[1]
+    response = client.get("/signin?" + urlencode({"token": tamper(token)}))
+    assert response.status_code == 401
+    assert "not valid" in response.get_data(as_text=True) or "not complete" in response.get_data(as_text=True)
+    assert _csrf(client) == "" or client.get(f"/shops/{shop[0]}/settings").status_code == 401
+
+
+def test_secure_cookie_behind_https(app_config, redis, shop) -> None:  # type: ignore[no-untyped-def]
+    """With an https public URL, the session cookie is Secure."""
+    from catalog_service.app import create_app
+
+    secure = create_app({**app_config, "public_url": "https://catalog.example.com"})
+    try:
+        response = secure.test_client().get(link_for(secure, shop[0]))
+        assert response.status_code == 302 and "Secure" in response.headers["Set-Cookie"]
+    finally:
+        secure.extensions["catalog_db"].dispose()
+
+
+def test_signed_out_pages_ask_to_sign_in(client, shop) -> None:
+    """Without a session every shop page is a 401 page telling how to sign in."""
+    for path in (f"/shops/{shop[0]}/settings", f"/shops/{shop[0]}/renders"):
+        response = client.get(path)
+        assert response.status_code == 401 and "text/html" in response.content_type
+        assert "login-link" in response.get_data(as_text=True)
+
+
+def test_one_shops_session_cannot_read_or_change_another(app, client, shop) -> None:
+    """Signed in as shop A: B's pages and B's forms are 403, and B's settings stay as they were."""
+    other = add_shop(app, platform="generic", domain="other.example.com")
+    csrf = sign_in(app, client, shop[0])
+    assert client.get(f"/shops/{other}/settings").status_code == 403
+    assert client.get(f"/shops/{other}/renders").status_code == 403
+    response = client.post(f"/shops/{other}/settings", data={"csrf_token": csrf, "publish_mode": "review"})
+    assert response.status_code == 403
+    with app.app_context():
+        row = app.extensions["catalog_db"].session().get(Shop, other)
+        assert row.settings["publish_mode"] == "auto"
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token"])
+def test_a_post_without_the_csrf_token_is_refused(app, client, shop, token) -> None:
+    """Missing or wrong token: 400 and nothing saved."""
+    sign_in(app, client, shop[0])
+    data = {"publish_mode": "review"} | ({"csrf_token": token} if token is not None else {})
+    response = client.post(f"/shops/{shop[0]}/settings", data=data)
+    assert response.status_code == 400 and "Reload the page" in response.get_data(as_text=True)
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().get(Shop, shop[0]).settings["publish_mode"] == "auto"
+
+
+def test_sign_out_ends_the_session(app, client, shop) -> None:
+    csrf = sign_in(app, client, shop[0])
+    assert client.post("/signout", data={"csrf_token": csrf}).status_code == 200
+    assert client.get(f"/shops/{shop[0]}/settings").status_code == 401
+
+
+# --- the API call and the command ----------------------------------------------------------------------------
+
+
+def test_platforms_fetch_a_link_with_the_api_key(client, shop) -> None:
+    """POST /api/v1/shops/<id>/login-link with the bearer key: a working absolute URL and its expiry."""
+    shop_id, api_key, _ = shop
+    response = client.post(f"/api/v1/shops/{shop_id}/login-link", headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["url"].startswith("http://localhost:8000/signin?token=") and body["expires_at"].endswith("+00:00")
+    assert client.get(body["url"]).status_code == 302
+
+
+def test_the_api_gives_no_link_for_another_shop_or_without_a_key(app, client, shop) -> None:
+    other = add_shop(app, platform="generic", domain="other.example.com")
+    assert client.post(f"/api/v1/shops/{other}/login-link",
+                       headers={"Authorization": f"Bearer {shop[1]}"}).status_code == 403
+    assert client.post(f"/api/v1/shops/{shop[0]}/login-link").status_code in (400, 401)
+
+
+def test_the_command_prints_a_working_link(app, client, shop, app_config, monkeypatch) -> None:
+    """`catalog-service shops login-link ID` prints a link this app accepts; an unknown shop is an error."""
+    for name, var in (("var_dir", "CATALOG_VAR_DIR"), ("database_url", "CATALOG_DATABASE_URL"),
+                      ("redis_url", "CATALOG_REDIS_URL"), ("secret_key", "CATALOG_SECRET_KEY"),
+                      ("storage_url", "CATALOG_STORAGE_URL")):
+        monkeypatch.setenv(var, str(app_config[name]))
+    monkeypatch.setenv("CATALOG_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("CATALOG_SCENE_PROVIDER", "compositor")
+    result = CliRunner().invoke(main, ["shops", "login-link", str(shop[0])], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert client.get(result.output.strip()).status_code == 302
+    missing = CliRunner().invoke(main, ["shops", "login-link", "999"])
+    assert missing.exit_code == 1 and "no active shop 999" in missing.output
+
+
+# --- Shopify's app launch -----------------------------------------------------------------------------------
+
+
+def launch_query(shop: str, *, timestamp: float | None = None, secret: str = "shpss_test_client_secret", **extra: str) -> str:
+    query = {"shop": shop, "timestamp": str(int(timestamp or time.time())), "host": "YWRtaW4uc2hvcGlmeS5jb20",
+             **extra}
+    message = "&".join(f"{k}={v}" for k, v in sorted(query.items()))
+    query["hmac"] = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return urlencode(query)
+
+
+@pytest.fixture
+def shopify_shop(app) -> int:  # type: ignore[no-untyped-def]
+    return add_shop(app, platform="shopify", domain="acme.myshopify.com")
+
+
+@pytest.mark.parametrize("path", ["/", "/shopify/app"])
+def test_shopify_launch_opens_a_session(client, shopify_shop, path) -> None:
+    """The admin's launch request, signed by the app secret, lands on the shop's settings signed in."""
+    response = client.get(f"{path}?{launch_query('acme.myshopify.com')}")
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/shops/{shopify_shop}/settings")
+    assert client.get(f"/shops/{shopify_shop}/settings").status_code == 200
+
+
+@pytest.mark.parametrize(("make", "status", "words"), [
+    (lambda: launch_query("acme.myshopify.com", secret="not-the-secret"), 401, "signature"),
+    (lambda: launch_query("acme.myshopify.com", timestamp=time.time() - 600), 401, "too old"),
+    (lambda: launch_query("acme.myshopify.com").replace("acme", "evil"), 401, "signature"),
+    (lambda: launch_query("unknown.myshopify.com"), 404, "has not installed"),
+])
+def test_shopify_launch_refuses_bad_requests(client, shopify_shop, make, status, words) -> None:
+    """A wrong or replayed signature is 401; a shop that never installed is 404; nobody is signed in."""
+    response = client.get(f"/shopify/app?{make()}")
+    assert response.status_code == status and words in response.get_data(as_text=True)
+    assert client.get(f"/shops/{shopify_shop}/settings").status_code == 401
+
+
+def test_shopify_launch_for_an_uninstalled_shop_is_404(app, client, shopify_shop) -> None:
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        session.scalar(select(Shop).where(Shop.id == shopify_shop)).active = False
+    assert client.get(f"/shopify/app?{launch_query('acme.myshopify.com')}").status_code == 404
+
+
+def test_link_lifetime_comes_from_config(app_config, redis, shop) -> None:  # type: ignore[no-untyped-def]
+    """CATALOG_LOGIN_LINK_TTL_S sets the API's expiry; nonsense values stop startup."""
+    import datetime as dt
+
+    from catalog_service.app import create_app
+    from catalog_service.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="LOGIN_LINK_TTL_S"):
+        Config.load({"login_link_ttl_s": 5}, environ={})
+    assert Config.load(environ={"CATALOG_LOGIN_LINK_TTL_S": "120"}).login_link_ttl_s == 120
+    short = create_app({**app_config, "login_link_ttl_s": 120})
+    try:
+        body = short.test_client().post(f"/api/v1/shops/{shop[0]}/login-link",
+                                        headers={"Authorization": f"Bearer {shop[1]}"}).get_json()
+        left = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.timezone.utc)
+        assert dt.timedelta(seconds=100) < left <= dt.timedelta(seconds=121)
+    finally:
+        short.extensions["catalog_db"].dispose()
