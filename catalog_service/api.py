@@ -29,6 +29,7 @@ from .models import (
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
 from .schemas import settings_with_defaults
 from .security import hash_api_key
+from .shop_settings import check_for_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -362,16 +363,10 @@ def put_settings(shop_id: int) -> ResponseReturnValue:
         return body_errors(exc)
     svc = services()
     with svc.db.transaction() as session:
-        wanted = {ref for preset in settings["presets"] for ref in preset["reference_image_ids"]}
-        if wanted:
-            known = set(session.scalars(select(ReferenceImage.id).where(
-                ReferenceImage.shop_id == shop.id, ReferenceImage.id.in_(wanted))))
-            if wanted - known:
-                return body_errors(ValidationError(
-                    {"presets": [f"No reference image {ref} in this shop." for ref in sorted(wanted - known)]}))
-        names = [preset["name"] for preset in settings["presets"]]
-        if len(names) != len(set(names)):
-            return body_errors(ValidationError({"presets": ["Preset names must be unique."]}))
+        try:
+            check_for_shop(session, shop.id, settings)
+        except ValidationError as exc:
+            return body_errors(exc)
         row = session.get(Shop, shop.id)
         row.settings = settings
     return settings
