@@ -28,20 +28,18 @@ import io
 import json
 import math
 import re
-import socket
-import sys
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from PIL import Image
 from PIL import ImageDraw
+
+from .loopback import LoopbackFake
 
 MODERATION_MESSAGE = (
     "Your request was rejected as a result of our safety system. Your request may contain content that is not "
@@ -140,63 +138,27 @@ class _ApiError(Exception):
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackFake):
     """The fake server. `start()`/`stop()` or a `with` block; `url` is `http://127.0.0.1:<port>`."""
 
+    name = "fake OpenAI"
+
     def __init__(self, *, latency_s: float = 0.0, image_size: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.handler = _Handler
         self.latency_s = latency_s
         self.image_size = image_size  # answer with images of this size instead of the requested one
         self.requests: list[RecordedRequest] = []
-        self.errors: list[str] = []  # tracebacks of bugs in the fake itself; tests may assert it stays empty
         self._script: deque[Scripted] = deque()
-        self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # lifecycle
 
-    def start(self) -> FakeOpenAI:
-        if self._server is not None:
-            return self
+    def _before_start(self) -> None:
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler, fake=self)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-openai", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
+    def _before_stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping on scripted latency
-        server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:  # unblock handlers waiting on an idle keep-alive connection
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()  # joins the handler threads
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake OpenAI server is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # scripting
 
@@ -279,36 +241,11 @@ _ERROR_DEFAULTS: dict[int, tuple[str, str, str | None]] = {
 }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True  # server_close() joins the handler threads
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, fake: FakeOpenAI) -> None:
-        self.fake = fake
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.fake._lock:
-            self.fake._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.fake._lock:
-            self.fake._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):  # a connection closed under us (client timeout, stop())
-            return
-        self.fake.errors.append(traceback.format_exc())
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeOpenAI/1.0"
     timeout = 30  # an idle keep-alive connection is dropped after this many seconds
-    server: _Server
+    server: Any  # loopback._Server, with .fake
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

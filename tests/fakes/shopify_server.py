@@ -32,13 +32,10 @@ import email.policy
 import itertools
 import json
 import re
-import socket
-import sys
 import threading
 import traceback
 from collections import deque
 from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from graphql import GraphQLError
@@ -46,6 +43,8 @@ from graphql import build_schema
 from graphql import execute
 from graphql import parse
 from graphql import validate
+
+from .loopback import LoopbackFake
 
 SCHEMA_SDL = """
 schema { query: QueryRoot  mutation: Mutation }
@@ -431,11 +430,15 @@ for _name in ("Node", "Media", "File"):
     SCHEMA.get_type(_name).resolve_type = _resolve_type  # type: ignore[union-attr]
 
 
-class FakeShopify:
+class FakeShopify(LoopbackFake):
     """The fake server. `start()`/`stop()` or a `with` block; `url` is `http://127.0.0.1:<port>`."""
+
+    name = "fake Shopify"
 
     def __init__(self, *, shop_domain: str = "fake-shop.myshopify.com", access_token: str = "shpat_fake_token_1",
                  api_version: str = "2026-10", ready_after_polls: int = 1) -> None:
+        super().__init__()
+        self.handler = _Handler
         self.shop_domain = shop_domain
         self.access_token = access_token
         self.api_version = api_version
@@ -446,7 +449,6 @@ class FakeShopify:
         self.targets: dict[str, StagedTarget] = {}
         self.uploads: list[Upload] = []
         self.requests: list[RecordedRequest] = []
-        self.errors: list[str] = []  # bugs in the fake itself, and upload protocol violations
         self.media_created = 0
         self.bucket = dict(DEFAULT_BUCKET)
         self._ids = itertools.count(900_001)
@@ -454,10 +456,6 @@ class FakeShopify:
         self._throttles = 0
         self._user_errors: dict[str, deque[list[dict[str, Any]]]] = {}
         self._fail_media: deque[str] = deque()
-        self._lock = threading.RLock()
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._resolvers = _Resolvers(self)
         # OAuth: codes the fake "authorize" page handed out, the app's credentials, subscriptions made.
         self.client_id, self.client_secret = "fake-client-id", "fake-client-secret"
@@ -465,46 +463,7 @@ class FakeShopify:
         self.refresh_tokens: set[str] = set()
         self.webhooks: list[dict[str, str]] = []
 
-    # lifecycle
-
-    def start(self) -> FakeShopify:
-        if self._server is not None:
-            return self
-        self._server = _Server(("127.0.0.1", 0), _Handler, fake=self)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-shopify", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:  # unblock handlers waiting on an idle keep-alive connection
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()  # joins the handler threads
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeShopify:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Shopify is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    # addresses (start/stop/url come from LoopbackFake; `errors` also holds upload protocol violations)
 
     @property
     def graphql_path(self) -> str:
@@ -694,37 +653,12 @@ class FakeShopify:
         return 201, b"<PostResponse><Key>" + target.filename.encode() + b"</Key></PostResponse>"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, fake: FakeShopify) -> None:
-        self.fake = fake
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.fake._lock:
-            self.fake._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.fake._lock:
-            self.fake._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        self.fake.errors.append(traceback.format_exc())
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeShopify/1.0"
     timeout = 30
     disable_nagle_algorithm = True  # headers and body go out in two writes; no delayed-ACK stalls
-    server: _Server
+    server: Any  # loopback._Server, with .fake
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

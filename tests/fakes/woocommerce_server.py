@@ -36,11 +36,12 @@ import dataclasses
 import itertools
 import json
 import re
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from .loopback import LoopbackFake
 
 UPLOADS = "/wp-content/uploads/2026/11/"
 IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
@@ -98,11 +99,15 @@ class _Error(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class FakeWooCommerce:
+class FakeWooCommerce(LoopbackFake):
     """The fake shop. A `with` block or `start()`/`stop()`; `url` is `http://127.0.0.1:<port>`."""
+
+    name = "fake WooCommerce"
 
     def __init__(self, *, consumer_key: str = "ck_fake0123456789", consumer_secret: str = "cs_fakesecret9876",
                  wp_user: str = "shopadmin", wp_app_password: str = "abcd EFGH 1234 ijkl MNOP 5678") -> None:
+        super().__init__()
+        self.handler = _Handler
         self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
         self.wp_user, self.wp_app_password = wp_user, wp_app_password
         self.products: dict[int, Product] = {}
@@ -110,46 +115,8 @@ class FakeWooCommerce:
         self.webhooks: dict[int, dict[str, Any]] = {}
         self.downloads: list[str] = []  # src URLs the store was asked to download
         self.requests: list[RecordedRequest] = []
-        self.errors: list[str] = []
         self._failures: list[_Failure] = []
         self._ids = itertools.count(100)
-        self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle
-
-    def start(self) -> FakeWooCommerce:
-        if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
-            self._server.fake = self  # type: ignore[attr-defined]
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name="fake-woocommerce", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()  # joins the handler threads (block_on_close)
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeWooCommerce:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake WooCommerce server is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # setting the scene
 
@@ -461,11 +428,6 @@ def _sanitize(file_name: str) -> str:
 
 def _mime(file_name: str) -> str:
     return IMAGE_TYPES.get(file_name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True
 
 
 class _Handler(BaseHTTPRequestHandler):
