@@ -13,11 +13,11 @@ from .models import ReferenceImage, UsageRecord, utcnow
 
 
 def spent_this_month(session: Session, shop_id: int, now: dt.datetime | None = None) -> float:
-    """What the shop's paid scene calls cost since the first of this month (UTC), as the render job counts it."""
+    """What the shop's paid scene calls cost since the first of this month (UTC): the budget's measure."""
     month_start = (now or utcnow()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     spent = session.scalar(select(func.coalesce(func.sum(UsageRecord.cost_usd), 0.0))
                            .where(UsageRecord.shop_id == shop_id, UsageRecord.created_at >= month_start))
-    return round(float(spent or 0.0), 2)
+    return float(spent or 0.0)
 
 
 def check_for_shop(session: Session, shop_id: int, settings: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 
 from rq import get_current_job
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from catalog_service.app import services
 from catalog_service.http import FetchError, fetch
@@ -21,6 +21,7 @@ from catalog_service.scenes import presets_for
 from catalog_service.scenes.base import ProductInfo, ProviderError, SceneProvider, UnavailableProvider
 from catalog_service.schemas import preset_from_settings, settings_with_defaults
 from catalog_service.security import shop_key
+from catalog_service.shop_settings import spent_this_month
 from catalog_service.storage import AssetStorage
 
 from .queues import enqueue_push
@@ -130,11 +131,7 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
 
     # A manual regenerate may name its references; otherwise every reference photo of the shop.
     default_keys = keys_for(options.get("reference_image_ids") or list(keys_by_id))
-    month_start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    spent = session.scalar(
-        select(func.coalesce(func.sum(UsageRecord.cost_usd), 0.0))
-        .where(UsageRecord.shop_id == shop.id, UsageRecord.created_at >= month_start)
-    )
+    spent = spent_this_month(session, shop.id)
     return {
         "settings": settings,
         "presets": presets,
@@ -149,7 +146,7 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
         # A manual regenerate may leave the cutout out; otherwise the shop's cutout.enabled decides.
         "keep_cutout": settings["cutout"]["enabled"] if options.get("cutout") is None else bool(options["cutout"]),
         "shop_id": shop.id,
-        "budget_left": max(0.0, settings["monthly_budget_usd"] - float(spent or 0.0)),
+        "budget_left": max(0.0, settings["monthly_budget_usd"] - spent),
     }
 
 
