@@ -11,13 +11,16 @@ import dataclasses
 import functools
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import (
+    ARRAY, Connection, Integer, Text, bindparam, case, delete, func, insert, literal, select, true, update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .db import Database
 from .models import (
-    Asset, Delivery, Product, ReferenceImage, Render, RenderStatus, Shop, SourceImage, UsageRecord, utcnow,
+    Asset, Delivery, Platform, Product, ReferenceImage, Render, RenderStatus, Shop, SourceImage, UsageRecord, utcnow,
 )
 from .schemas import ProductEvent, setting
 from .storage import AssetStorage
@@ -32,6 +35,22 @@ class IntakeResult:
 
 
 DUPLICATE = IntakeResult("duplicate", reason="this delivery was already received")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShopRef:
+    """Which shop a delivery is for: Shopify names it by platform and domain, the others by our id in the URL."""
+
+    id: int | None = None
+    platform: Platform | None = None
+    domain: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.id) if self.id is not None else f"{self.platform and self.platform.value}:{self.domain}"
+
+
+class UnknownShop(LookupError):
+    """No active shop matches the delivery; nothing was written."""
 
 
 def record_delivery(
@@ -75,9 +94,12 @@ class _Statements:
         self.delete_images = delete(images).where(images.c.product_id == bindparam("product_id"))
         self.insert_images = insert(images)
         self.insert_render = insert(renders).returning(renders.c.id)
-        # PostgreSQL creates a delivery's Render and records it on the Delivery in one statement.
-        self.render_for_delivery = None
+        # PostgreSQL creates a delivery's Render and records it on the Delivery in one statement, and
+        # takes a whole delivery about a new product in one statement (_new_product_statement).
+        self.render_for_delivery = self.new_product_by_domain = self.new_product_by_id = None
         if dialect == "postgresql":
+            self.new_product_by_domain = _new_product_statement(by_domain=True)
+            self.new_product_by_id = _new_product_statement(by_domain=False)
             created = insert(renders).values(
                 {column: bindparam(f"r_{column}", type_=renders.c[column].type) for column in
                  ("shop_id", "product_id", "status", "trigger", "options", "created_at", "updated_at")}
@@ -87,6 +109,68 @@ class _Statements:
                 .values(outcome="render", render_id=select(created.c.id).scalar_subquery())
                 .returning(deliveries.c.render_id)
             )
+
+
+def _new_product_statement(*, by_domain: bool) -> Any:
+    """One PostgreSQL statement for the most common delivery: a product we have not seen, from an active shop.
+
+    It finds the shop and, unless the delivery was already received, inserts the product, its images, a
+    Render when the shop auto-generates, and the Delivery with its outcome; it answers what it saw and did.
+    The product insert decides: when the product exists it inserts nothing, and nothing else happens.
+    Data-modifying CTEs share one snapshot and cannot update each other's rows, hence the order: the
+    Delivery row comes last, complete. Its insert has no ON CONFLICT: a copy of this delivery recorded
+    concurrently (after our snapshot) makes the whole statement fail on the unique key, undoing the rest.
+    """
+    shops, deliveries, products, images, renders = (
+        Shop.__table__, Delivery.__table__, Product.__table__, SourceImage.__table__, Render.__table__)
+    key = (shops.c.platform == bindparam("platform", type_=shops.c.platform.type)) & (
+        shops.c.domain == bindparam("domain")) if by_domain else shops.c.id == bindparam("shop_id")
+    auto_generate = func.coalesce(shops.c.settings["auto_generate"].as_boolean(), bindparam("auto_generate_default"))
+    shop = (select(shops.c.id, shops.c.platform, shops.c.active, auto_generate.label("auto_generate"))
+            .where(key).cte("shop"))
+    seen = select(deliveries.c.id).where(
+        deliveries.c.shop_id == shop.c.id, deliveries.c.delivery_key == bindparam("delivery_key")).exists()
+    now = bindparam("now", type_=products.c.created_at.type)
+
+    product = (
+        postgresql_insert(products).from_select(
+            ["shop_id", "external_id", "title", "description", "product_type", "vendor", "tags", "deleted",
+             "created_at", "updated_at"],
+            select(shop.c.id, bindparam("external_id"), bindparam("title"), bindparam("description"),
+                   bindparam("product_type"), bindparam("vendor"), bindparam("tags", type_=products.c.tags.type),
+                   literal(False), now, now).where(shop.c.active, ~seen),
+        ).on_conflict_do_nothing(index_elements=["shop_id", "external_id"]).returning(products.c.id).cte("product")
+    )
+    rows = func.unnest(
+        bindparam("image_ids", type_=ARRAY(Text)), bindparam("image_srcs", type_=ARRAY(Text)),
+        bindparam("image_alts", type_=ARRAY(Text)), bindparam("image_positions", type_=ARRAY(Integer)),
+    ).table_valued("external_id", "src", "alt", "position").render_derived()
+    new_images = insert(images).from_select(
+        ["shop_id", "product_id", "external_id", "src", "alt", "position", "created_at", "updated_at"],
+        select(shop.c.id, product.c.id, rows.c.external_id, rows.c.src, rows.c.alt, rows.c.position, now, now)
+        .select_from(shop.join(product, true()).join(rows, true())),
+    ).cte("new_images")
+    # Every column with a default is named: SQLAlchemy does not fill defaults into a statement inside a CTE.
+    render = insert(renders).from_select(
+        ["shop_id", "product_id", "status", "trigger", "options", "attempts", "errors", "timings", "created_at",
+         "updated_at"],
+        select(shop.c.id, product.c.id, literal(RenderStatus.QUEUED, renders.c.status.type), literal("webhook"),
+               literal({}, renders.c.options.type), literal(0), literal([], renders.c.errors.type),
+               literal({}, renders.c.timings.type), now, now)
+        .select_from(shop.join(product, true())).where(shop.c.auto_generate, bindparam("has_images")),
+    ).returning(renders.c.id).cte("render")
+    delivery = insert(deliveries).from_select(
+        ["shop_id", "platform", "delivery_key", "topic", "product_external_id", "received_at", "outcome",
+         "render_id"],
+        select(shop.c.id, shop.c.platform, bindparam("delivery_key"), bindparam("topic"), bindparam("external_id"),
+               now, case((render.c.id.is_(None), "ignored"), else_="render"), render.c.id)
+        .select_from(shop.join(product, true()).outerjoin(render, true())),
+    ).cte("delivery")
+    return select(
+        shop.c.id.label("shop_id"), shop.c.active, seen.label("duplicate"),
+        select(product.c.id).scalar_subquery().label("product_id"),
+        select(render.c.id).scalar_subquery().label("render_id"),
+    ).add_cte(new_images, delivery)
 
 
 @functools.cache
@@ -102,6 +186,70 @@ def _finish_delivery(session: Session, delivery_id: int, result: IntakeResult) -
     session.execute(_statements(session).finish_delivery,
                     {"delivery_id": delivery_id, "outcome": result.outcome, "render_id": result.render_id})
     return result
+
+
+def accept_delivery(db: Database, ref: ShopRef, event: ProductEvent, *, delivery_key: str, topic: str) -> IntakeResult:
+    """Record one product webhook for the shop `ref` names, act on it once, and commit. Raises UnknownShop.
+
+    On PostgreSQL a delivery about a new product is one statement that commits by itself; anything else,
+    and every delivery on SQLite, loads the shop and goes through `accept` in a transaction.
+    """
+    if event.action != "delete" and db.dialect == "postgresql":
+        with db.autocommit() as connection:
+            result = accept_new_product(connection, ref, event, delivery_key=delivery_key, topic=topic)
+        if result is not None:
+            return result
+    with db.transaction() as session:
+        return accept(session, find_shop(session, ref), event, delivery_key=delivery_key, topic=topic)
+
+
+def accept_new_product(
+    connection: Connection, ref: ShopRef, event: ProductEvent, *, delivery_key: str, topic: str
+) -> IntakeResult | None:
+    """The whole intake of a delivery about a product we do not have yet, in one PostgreSQL statement.
+
+    None, with nothing written, when the product exists (or a concurrent delivery just created it): the
+    caller takes the general path. A copy of this delivery recorded concurrently makes the statement fail
+    on the Delivery's unique key and undoes all of it (IntegrityError: try again, and it is a duplicate).
+    Raises UnknownShop when `ref` names no active shop.
+    """
+    sql = _statements_for("postgresql")
+    theirs = without_our_images(event)
+    row = connection.execute(sql.new_product_by_domain if ref.id is None else sql.new_product_by_id, {
+        "shop_id": ref.id, "platform": ref.platform, "domain": ref.domain,
+        "auto_generate_default": setting(None, "auto_generate"), "delivery_key": delivery_key[:255],
+        "topic": topic[:64], "now": utcnow(), "external_id": event.product_id, "title": event.title,
+        "description": event.description, "product_type": event.product_type, "vendor": event.vendor,
+        "tags": list(event.tags), "has_images": bool(theirs.images),
+        "image_ids": [image.external_id for image in theirs.images],
+        "image_srcs": [image.src for image in theirs.images],
+        "image_alts": [image.alt for image in theirs.images],
+        "image_positions": list(range(len(theirs.images))),
+    }).first()
+    if row is None or not row.active:
+        raise UnknownShop(f"no active shop {ref}")
+    if row.duplicate:
+        return DUPLICATE
+    if row.product_id is None:
+        return None
+    if row.render_id is not None:
+        return IntakeResult("render", render_id=row.render_id)
+    return IntakeResult("ignored", reason="auto-generate is off" if theirs.images else "the product has no images")
+
+
+def find_shop(session: Session, ref: ShopRef) -> Shop:
+    """The active shop `ref` names. Raises UnknownShop."""
+    if ref.id is not None:
+        shop = session.get(Shop, ref.id)
+    else:
+        shop = session.execute(_SHOP_BY_DOMAIN, {"platform": ref.platform, "domain": ref.domain}).scalar()
+    if shop is None or not shop.active:
+        raise UnknownShop(f"no active shop {ref}")
+    return shop
+
+
+# Built once: constructing the query cost more than running it.
+_SHOP_BY_DOMAIN = select(Shop).where(Shop.platform == bindparam("platform"), Shop.domain == bindparam("domain"))
 
 
 def accept(session: Session, shop: Shop, event: ProductEvent, *, delivery_key: str, topic: str) -> IntakeResult:
@@ -204,16 +352,18 @@ def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> Inta
     return product_id
 
 
-def without_our_images(session: Session, product_id: int | None, event: ProductEvent) -> ProductEvent:
-    """The event minus the images we pushed ourselves, so our own push never triggers another render."""
-    known: set[str | None] = set()
-    if product_id is not None:
-        known = set(session.scalars(
-            select(Asset.external_id).join(Render, Asset.render_id == Render.id)
-            .where(Render.product_id == product_id, Asset.external_id.is_not(None))
-        ))
+def our_media_ids(session: Session, product_id: int) -> set[str]:
+    """The shop's ids of the media we pushed onto a product."""
+    return set(session.scalars(
+        select(Asset.external_id).join(Render, Asset.render_id == Render.id)
+        .where(Render.product_id == product_id, Asset.external_id.is_not(None))
+    ))
+
+
+def without_our_images(event: ProductEvent, ours: set[str] | frozenset[str] = frozenset()) -> ProductEvent:
+    """The event minus the images we pushed ourselves (by id or file name), so our push never triggers a render."""
     theirs = tuple(image for image in event.images
-                   if image.external_id not in known and not is_our_filename(image.src))
+                   if image.external_id not in ours and not is_our_filename(image.src))
     return event if len(theirs) == len(event.images) else dataclasses.replace(event, images=theirs)
 
 
@@ -234,10 +384,10 @@ def upsert_product(session: Session, shop_id: int, event: ProductEvent) -> tuple
     before: list[Any] = []
     is_new = product_id is not None
     if is_new:
-        event = without_our_images(session, None, event)
+        event = without_our_images(event)
     else:
         product_id = session.execute(sql.find_product, {"shop_id": shop_id, "external_id": event.product_id}).scalar_one()
-        event = without_our_images(session, product_id, event)
+        event = without_our_images(event, our_media_ids(session, product_id))
         session.execute(sql.update_product, {"product_id": product_id, **fields})
         before = session.execute(sql.find_images, {"product_id": product_id}).all()
     wanted = [(ref.external_id, ref.src, ref.alt, position) for position, ref in enumerate(event.images)]

@@ -17,8 +17,8 @@ from werkzeug.exceptions import BadRequest
 
 from catalog_service import intake
 from catalog_service.app import services
-from catalog_service.intake import IntakeResult
-from catalog_service.models import Shop
+from catalog_service.db import Database
+from catalog_service.intake import IntakeResult, ShopRef
 from catalog_service.schemas import ImageRef, ProductEvent, image_id
 from jobs.queues import enqueue_render
 
@@ -93,35 +93,56 @@ def body_key(body: bytes) -> str:
     return "body:" + hashlib.sha256(body).hexdigest()
 
 
-def accept_event(shop: Shop, event: ProductEvent, *, delivery_key: str, topic: str) -> ResponseReturnValue:
-    """Run product intake in one transaction, enqueue after commit, answer the shop at once."""
+def accept_event(
+    ref: ShopRef, event: ProductEvent, *, delivery_key: str, topic: str, not_found: str
+) -> ResponseReturnValue:
+    """Run product intake (committed before this returns), enqueue, answer the shop at once.
+
+    `not_found` is the 404's message when `ref` names no active shop.
+    """
     return run_intake(
-        shop, delivery_key,
-        lambda session, row: intake.accept(session, row, event, delivery_key=delivery_key, topic=topic),
+        ref, delivery_key,
+        lambda db: intake.accept_delivery(db, ref, event, delivery_key=delivery_key, topic=topic),
+        not_found=not_found,
     )
 
 
-def run_intake(shop: Shop, delivery_key: str, action: Callable[[Session, Shop], IntakeResult]) -> ResponseReturnValue:
-    """Run `action` in one transaction; 503 when the database fails, so the shop delivers again."""
+def in_transaction(action: Callable[[Session], IntakeResult]) -> Callable[[Database], IntakeResult]:
+    """`action` run in one transaction of the database it is given."""
+    def run(db: Database) -> IntakeResult:
+        with db.transaction() as session:
+            return action(session)
+    return run
+
+
+def run_intake(
+    shop: object, delivery_key: str, action: Callable[[Database], IntakeResult], *,
+    not_found: str = "No active shop matches this delivery.",
+) -> ResponseReturnValue:
+    """Run `action`, which commits; 503 when the database fails, so the shop delivers again.
+
+    `shop` names the shop in log lines.
+    """
     svc = services()
     for attempt in (1, 2):
         try:
-            with svc.db.transaction() as session:
-                result = action(session, session.get(Shop, shop.id) or shop)
+            result = action(svc.db)
             break
+        except intake.UnknownShop:
+            abort(404, not_found)
         except IntegrityError:
-            # Two deliveries raced to create the same product; the second sees it on a fresh try.
+            # Two deliveries raced over the same product or delivery; the second sees the first on a fresh try.
             if attempt == 2:
-                log.exception("shop=%s delivery=%s intake conflict", shop.id, delivery_key)
+                log.exception("shop=%s delivery=%s intake conflict", shop, delivery_key)
                 abort(503, "The service could not record this delivery; please retry.")
         except SQLAlchemyError:
-            log.exception("shop=%s delivery=%s intake failed", shop.id, delivery_key)
+            log.exception("shop=%s delivery=%s intake failed", shop, delivery_key)
             # Nothing was written, and the shop will deliver again.
             abort(503, "The service could not record this delivery; please retry.")
     queued = None
     if result.render_id is not None:
         queued = enqueue_render(svc.redis, result.render_id, timeout_s=svc.config.render_timeout_s)
-    log.info("shop=%s delivery=%s outcome=%s render=%s", shop.id, delivery_key, result.outcome, result.render_id)
+    log.info("shop=%s delivery=%s outcome=%s render=%s", shop, delivery_key, result.outcome, result.render_id)
     body: dict[str, Any] = {"outcome": result.outcome, "render_id": result.render_id, "reason": result.reason}
     if queued is not None:
         body["queued"] = queued

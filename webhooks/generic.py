@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from sqlalchemy.orm import undefer
 
 from catalog_service.app import services
+from catalog_service.intake import ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent, product_id
 from catalog_service.security import verify_hex_signature
@@ -99,4 +100,5 @@ def generic(shop_id: int) -> ResponseReturnValue:
         event = parse_event(payload)
     except ValidationError as exc:
         raise invalid(exc, "generic webhook") from None
-    return accept_event(shop, event, delivery_key=f"generic:{delivery_id}", topic=payload["event"])
+    return accept_event(ShopRef(id=shop.id), event, delivery_key=f"generic:{delivery_id}", topic=payload["event"],
+                        not_found="No active shop with this id accepts generic webhooks.")

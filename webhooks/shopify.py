@@ -12,17 +12,19 @@ from flask import abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from catalog_service import intake
 from catalog_service.app import services
-from catalog_service.intake import IntakeResult
+from catalog_service.intake import IntakeResult, ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
 from . import bp
 from .common import (
-    DELETED, MAX_ID, PlatformImageSchema, accept_event, image_refs, invalid, json_body, require_content_type, run_intake,
+    DELETED, MAX_ID, PlatformImageSchema, accept_event, image_refs, in_transaction, invalid, json_body,
+    require_content_type, run_intake,
 )
 
 PRODUCT_TOPICS = {"products/create": "create", "products/update": "update", "products/delete": "delete"}
@@ -88,29 +90,40 @@ def shopify() -> ResponseReturnValue:
     if not delivery_id or len(delivery_id) > 200:
         abort(400, "X-Shopify-Event-Id or X-Shopify-Webhook-Id is required.")
     payload = json_body(body)
-    shop = svc.db.session().scalar(_SHOP_BY_DOMAIN, {"domain": domain})
     delivery_key = f"shopify:{delivery_id}"
 
+    if topic in PRODUCT_TOPICS:
+        try:
+            event = parse_product(topic, payload)
+        except ValidationError as exc:
+            raise invalid(exc, f"Shopify {topic}") from None
+        # The shop is looked up by intake, in the same statement that records the delivery (PostgreSQL).
+        return accept_event(ShopRef(platform=Platform.SHOPIFY, domain=domain), event, delivery_key=delivery_key,
+                            topic=topic, not_found=f"No active Shopify shop {domain} is installed.")
+
+    shop = svc.db.session().scalar(_SHOP_BY_DOMAIN, {"domain": domain})
     if topic in PRIVACY_TOPICS or topic == UNINSTALLED:
         if shop is None:
             # Authentic (the app's HMAC) and about a shop we hold nothing for: done.
             return {"outcome": "ignored", "render_id": None, "reason": "no data is held for this shop"}, 200
+        shop_id = shop.id
         if topic == "shop/redact":
-            return run_intake(shop, delivery_key, _redact)
-        return run_intake(shop, delivery_key, lambda session, row: intake.accept_shop_event(
-            session, row, delivery_key=delivery_key, topic=topic))
-
+            return run_intake(shop_id, delivery_key, in_transaction(
+                lambda session: _redact(session, _shop(session, shop_id))))
+        return run_intake(shop_id, delivery_key, in_transaction(lambda session: intake.accept_shop_event(
+            session, _shop(session, shop_id), delivery_key=delivery_key, topic=topic)))
     if shop is None or not shop.active:
         abort(404, f"No active Shopify shop {domain} is installed.")
-    if topic not in PRODUCT_TOPICS:
-        return {"outcome": "ignored", "render_id": None, "reason": f"topic {topic} is not used"}, 200
-    try:
-        event = parse_product(topic, payload)
-    except ValidationError as exc:
-        raise invalid(exc, f"Shopify {topic}") from None
-    return accept_event(shop, event, delivery_key=delivery_key, topic=topic)
+    return {"outcome": "ignored", "render_id": None, "reason": f"topic {topic} is not used"}, 200
 
 
-def _redact(session, shop: Shop) -> IntakeResult:  # type: ignore[no-untyped-def]
+def _shop(session: Session, shop_id: int) -> Shop:
+    shop = session.get(Shop, shop_id)
+    if shop is None:  # redacted by a concurrent delivery
+        raise intake.UnknownShop(f"shop {shop_id} is gone")
+    return shop
+
+
+def _redact(session: Session, shop: Shop) -> IntakeResult:
     removed = intake.redact_shop(session, services().storage, shop)
     return IntakeResult("redacted", reason=f"the shop's data and {removed} stored file(s) were deleted")

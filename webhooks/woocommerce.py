@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import undefer
 
 from catalog_service.app import services
+from catalog_service.intake import ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
@@ -94,4 +95,5 @@ def woocommerce(shop_id: int) -> ResponseReturnValue:
     delivery_id = (request.headers.get("X-WC-Webhook-Delivery-ID") or "").strip()[:200]
     # WooCommerce always sends a delivery id; the body hash is a fallback for hand-made requests.
     key = f"woocommerce:{delivery_id}" if delivery_id else body_key(body)
-    return accept_event(shop, event, delivery_key=key, topic=topic)
+    return accept_event(ShopRef(id=shop.id), event, delivery_key=key, topic=topic,
+                        not_found="No active WooCommerce shop with this id.")

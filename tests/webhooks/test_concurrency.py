@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
 import threading
+import time
 from pathlib import Path
 
+import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 from werkzeug.serving import make_server
 
 from catalog_service.models import Delivery, Product, Render
@@ -97,3 +100,51 @@ def test_distinct_events_for_one_new_product_race_to_one_product_row(app, app_co
     assert all(r.status_code in (200, 503) for r in responses), [r.status_code for r in responses]
     assert any(r.status_code == 200 for r in responses)
     assert count(app, Product) == 1 and count(app, Render) == 1
+
+
+def test_a_copy_recorded_while_intake_runs_undoes_all_of_it(app, app_config) -> None:
+    """PostgreSQL: the same delivery is being recorded by another transaction when ours reaches its Delivery
+    insert. Ours waits, fails on the unique key once the other commits, and is undone entirely: on the retry
+    it is a duplicate, and no product or render of its own is left behind."""
+    from catalog_service.shops import create_shop
+
+    if not str(app_config["database_url"]).startswith("postgresql"):
+        pytest.skip("the single-statement intake is PostgreSQL's")
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            shop_id = create_shop(session, platform="shopify", domain=DOMAIN)[0].id
+    engine = create_engine(str(app_config["database_url"]))
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(Delivery.__table__.insert().values(
+        shop_id=shop_id, platform="shopify", delivery_key="shopify:evt-held", topic="products/create",
+        outcome="ignored", received_at=dt.datetime.now(dt.timezone.utc)))
+    server = serve(app)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/webhooks/shopify"
+        answer: list[requests.Response] = []
+        body, headers = signed(app_config["shopify_api_secret"], "evt-held")
+        sender = threading.Thread(target=lambda: answer.append(requests.post(url, data=body, headers=headers, timeout=30)))
+        sender.start()
+        waiting_for_lock(engine, timeout_s=10)
+        holder.commit()
+        sender.join(timeout=30)
+    finally:
+        holder.close()
+        engine.dispose()
+        server.shutdown()
+        server.server_close()
+    assert answer[0].status_code == 200 and answer[0].json()["outcome"] == "duplicate"
+    assert count(app, Delivery) == 1 and count(app, Product) == 0 and count(app, Render) == 0
+
+
+def waiting_for_lock(engine, *, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Return once some backend waits for a lock (intake, on the held row), or fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # A fresh transaction each time: pg_stat_activity holds still for the length of one.
+        with engine.connect() as connection:
+            if connection.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")):
+                return
+        time.sleep(0.02)
+    pytest.fail("intake never waited for the held Delivery row")

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog_service.models import Asset, AssetKind, Delivery, Product, Render, RenderStatus, Shop
+from catalog_service.stores.base import asset_filename
 
 PAYLOAD = json.loads((Path(__file__).parent / "payloads" / "shopify_product.json").read_text())
 DOMAIN = "acme-apparel.myshopify.com"
@@ -196,9 +197,52 @@ def test_shop_redact_deletes_rows_and_files(app, shopify) -> None:
     assert shopify.send("shop/redact", {"shop_id": 954889, "shop_domain": DOMAIN}).status_code == 200
 
 
-def test_unknown_shop_gets_404_for_product_topics(shopify) -> None:
-    """A correctly signed delivery for a shop that never installed us is not found."""
-    assert shopify.send("products/create", PAYLOAD, domain="stranger.myshopify.com").status_code == 404
+def test_unknown_shop_gets_404_for_product_topics(app, shopify) -> None:
+    """A correctly signed delivery for a shop that never installed us is not found, and leaves no trace."""
+    response = shopify.send("products/create", PAYLOAD, domain="stranger.myshopify.com")
+    assert response.status_code == 404 and "stranger.myshopify.com" in response.get_json()["error"]["message"]
+    for model in (Delivery, Product, Render):
+        assert rows(app, model) == 0
+
+
+def test_inactive_shop_gets_404_and_nothing_is_written(app, shopify) -> None:
+    """An uninstalled shop's product webhooks are refused before anything is stored."""
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            session.scalar(select(Shop)).active = False
+    assert shopify.send("products/create", PAYLOAD).status_code == 404
+    for model in (Delivery, Product, Render):
+        assert rows(app, model) == 0
+
+
+def test_new_product_without_photos_is_recorded_and_left_alone(app, shopify) -> None:
+    """No image, nothing to make: the product and the delivery are stored, the outcome says why."""
+    response = shopify.send("products/create", {**PAYLOAD, "images": [], "media": []}, event_id="evt-bare")
+    assert response.get_json() == {"outcome": "ignored", "render_id": None, "reason": "the product has no images"}
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert session.scalar(select(Product)).images == []
+        assert [(d.delivery_key, d.outcome) for d in session.scalars(select(Delivery))] == [("shopify:evt-bare", "ignored")]
+    assert rows(app, Render) == 0
+
+
+def test_update_about_a_product_we_never_saw_renders_it(app, shopify) -> None:
+    """An update can be the first we hear of a product (installed after it was created): it is new to us."""
+    body = shopify.send("products/update", PAYLOAD, event_id="evt-first-update").get_json()
+    assert body["outcome"] == "render"
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert session.scalar(select(Delivery)).render_id == body["render_id"]
+        assert [image.src for image in session.scalar(select(Product)).images] == [PAYLOAD["images"][0]["src"]]
+
+
+def test_our_own_file_on_a_new_product_is_not_a_source(app, shopify) -> None:
+    """A product whose only image is a file we made (a duplicated product, say) has nothing of theirs to render."""
+    name = asset_filename(str(PAYLOAD["id"]), "cutout", "", "0123456789ab" * 5, "png")
+    ours = {**PAYLOAD, "images": [{"id": 555, "alt": "", "src": f"https://cdn.shopify.com/s/files/1/0712/3456/files/{name}?v=1"}]}
+    body = shopify.send("products/create", ours).get_json()
+    assert body["outcome"] == "ignored" and body["render_id"] is None
+    assert rows(app, Render) == 0
 
 
 @pytest.mark.parametrize(
