@@ -52,8 +52,9 @@ def get_queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-_registered: dict[int, set[str]] = {}
-"""Queues this process has registered with RQ, per connection."""
+def _known_queue(connection: Redis, name: str) -> Queue | None:
+    """This process's Queue for `name` on `connection`, once one has been registered with RQ."""
+    return connection.__dict__.get("_catalog_queues", {}).get(name)
 
 
 def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeout_s: int, retry: Retry,
@@ -61,16 +62,19 @@ def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeou
     job_id = f"{prefix or _JOB_PREFIX[queue]}-{object_id}"
     try:
         # RQ adds the queue to its set of known queues on every enqueue, a round trip of its own. That
-        # goes into this pipeline, sent once per process and queue: a unique enqueue ignores the pipeline
-        # for the job itself (one atomic script), so only the registration waits here.
+        # goes into this pipeline, sent once per connection and queue: a unique enqueue ignores the
+        # pipeline for the job itself (one atomic script), so only the registration waits here. The Queue
+        # is kept on the connection (building one per webhook cost more than the enqueue's own work).
         registration = connection.pipeline()
-        get_queue(queue, connection).enqueue_call(
+        known = _known_queue(connection, queue)
+        target = known or get_queue(queue, connection)
+        target.enqueue_call(
             func, args=(object_id,), job_id=job_id, timeout=timeout_s, result_ttl=RESULT_TTL_S,
             failure_ttl=7 * 24 * 3600, retry=retry, unique=True, pipeline=registration,
         )
-        if queue not in _registered.setdefault(id(connection), set()):
+        if known is None:
             registration.execute()
-            _registered[id(connection)].add(queue)
+            connection.__dict__.setdefault("_catalog_queues", {})[queue] = target
     except DuplicateJobError:
         # A job under this id still exists. If it is waiting or running, that is the one to keep; if it
         # already ended (a failed push kept for inspection), it makes way for the new attempt.
