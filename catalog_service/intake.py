@@ -126,10 +126,13 @@ def _new_product_statement(*, by_domain: bool) -> Any:
     key = (shops.c.platform == bindparam("platform", type_=shops.c.platform.type)) & (
         shops.c.domain == bindparam("domain")) if by_domain else shops.c.id == bindparam("shop_id")
     auto_generate = func.coalesce(shops.c.settings["auto_generate"].as_boolean(), bindparam("auto_generate_default"))
-    shop = (select(shops.c.id, shops.c.platform, shops.c.active, auto_generate.label("auto_generate"))
-            .where(key).cte("shop"))
+    # Looked up once, per shop row, so it stays an index probe: as a NOT EXISTS beside the product insert
+    # the planner turned it into an anti-join, and a plan cached while the table was small scanned it all.
     seen = select(deliveries.c.id).where(
-        deliveries.c.shop_id == shop.c.id, deliveries.c.delivery_key == bindparam("delivery_key")).exists()
+        deliveries.c.shop_id == shops.c.id, deliveries.c.delivery_key == bindparam("delivery_key")).exists()
+    shop = (select(shops.c.id, shops.c.platform, shops.c.active, auto_generate.label("auto_generate"),
+                   seen.label("seen"))
+            .where(key).cte("shop"))
     now = bindparam("now", type_=products.c.created_at.type)
 
     product = (
@@ -138,7 +141,7 @@ def _new_product_statement(*, by_domain: bool) -> Any:
              "created_at", "updated_at"],
             select(shop.c.id, bindparam("external_id"), bindparam("title"), bindparam("description"),
                    bindparam("product_type"), bindparam("vendor"), bindparam("tags", type_=products.c.tags.type),
-                   literal(False), now, now).where(shop.c.active, ~seen),
+                   literal(False), now, now).where(shop.c.active, ~shop.c.seen),
         ).on_conflict_do_nothing(index_elements=["shop_id", "external_id"]).returning(products.c.id).cte("product")
     )
     rows = func.unnest(
@@ -167,7 +170,7 @@ def _new_product_statement(*, by_domain: bool) -> Any:
         .select_from(shop.join(product, true()).outerjoin(render, true())),
     ).cte("delivery")
     return select(
-        shop.c.id.label("shop_id"), shop.c.active, seen.label("duplicate"),
+        shop.c.id.label("shop_id"), shop.c.active, shop.c.seen.label("duplicate"),
         select(product.c.id).scalar_subquery().label("product_id"),
         select(render.c.id).scalar_subquery().label("render_id"),
     ).add_cte(new_images, delivery)
