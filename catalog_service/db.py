@@ -96,8 +96,19 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
     # request with a 503 (the sender retries) and is replaced, which SQLAlchemy does on disconnect errors.
     if autocommit:
         # Nothing to roll back when a connection comes back: every statement committed by itself.
-        return create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=3, pool_recycle=3600,
-                             pool_reset_on_return=None)
+        engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=3, pool_recycle=3600,
+                               pool_reset_on_return=None)
+
+        @event.listens_for(engine, "connect")
+        def _index_lookups_only(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # This pool runs intake's statement, made of unique-index lookups. psycopg prepares it and
+            # PostgreSQL caches one generic plan per connection; planned while a table was small, that
+            # plan would read the table whole, and keep doing so as it grows (nothing re-plans it until
+            # the next ANALYZE), each webhook slower than the last.
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET enable_seqscan = off")
+
+        return engine
     return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=3600)
 
 
