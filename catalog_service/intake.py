@@ -245,10 +245,16 @@ def find_shop(session: Session, ref: ShopRef) -> Shop:
     if ref.id is not None:
         shop = session.get(Shop, ref.id)
     else:
-        shop = session.execute(_SHOP_BY_DOMAIN, {"platform": ref.platform, "domain": ref.domain}).scalar()
+        assert ref.platform is not None and ref.domain is not None
+        shop = shop_by_domain(session, ref.platform, ref.domain)
     if shop is None or not shop.active:
         raise UnknownShop(f"no active shop {ref}")
     return shop
+
+
+def shop_by_domain(session: Session, platform: Platform, domain: str) -> Shop | None:
+    """The shop with this domain on this platform, active or not."""
+    return session.execute(_SHOP_BY_DOMAIN, {"platform": platform, "domain": domain}).scalar()
 
 
 # Built once: constructing the query cost more than running it.

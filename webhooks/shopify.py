@@ -11,7 +11,6 @@ from typing import Any
 from flask import abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from catalog_service import intake
@@ -48,8 +47,6 @@ class ProductSchema(Schema):
 
 
 _PRODUCT = ProductSchema()
-# Built once: constructing the query cost more than running it.
-_SHOP_BY_DOMAIN = select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == bindparam("domain"))
 
 
 def parse_product(topic: str, payload: Any) -> ProductEvent:
@@ -101,7 +98,7 @@ def shopify() -> ResponseReturnValue:
         return accept_event(ShopRef(platform=Platform.SHOPIFY, domain=domain), event, delivery_key=delivery_key,
                             topic=topic, not_found=f"No active Shopify shop {domain} is installed.")
 
-    shop = svc.db.session().scalar(_SHOP_BY_DOMAIN, {"domain": domain})
+    shop = intake.shop_by_domain(svc.db.session(), Platform.SHOPIFY, domain)
     if topic in PRIVACY_TOPICS or topic == UNINSTALLED:
         if shop is None:
             # Authentic (the app's HMAC) and about a shop we hold nothing for: done.
