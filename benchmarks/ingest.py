@@ -2,8 +2,8 @@
 
 Measures deliveries per second and p50/p99 latency of `POST /webhooks/shopify` (20% of deliveries are
 repeats of earlier ones, as a retrying shop sends), next to a bare Flask endpoint served the same way in
-the same run: rounds alternate bare and ours, and the medians are reported, because this machine's speed
-drifts by tens of percent from one minute to the next. The load generator is another process. Afterwards
+the same run: after an unmeasured warm-up, rounds alternate bare and ours, and the medians are reported,
+because this machine's speed drifts by tens of percent from one minute to the next. The load generator is another process. Afterwards
 it checks the books: every accepted delivery has exactly one Delivery row and every product at most one
 Render.
 
@@ -39,6 +39,8 @@ SECRET = "bench-shopify-client-secret"
 DOMAIN = "bench-shop.myshopify.com"
 GOAL_P99_MS = 50.0
 GOAL_SHARE = 0.35
+WARMUP_DELIVERIES = 500
+WARMUP_FIRST_PRODUCT = 10**8  # far from the rounds' products
 
 BARE_APP = '''
 from flask import Flask, request
@@ -192,9 +194,10 @@ def generate(port: int, count: int, concurrency: int, duplicate_share: float, fi
     }
 
 
-def run_generator(port: int, args: argparse.Namespace, first_product: int = 0) -> dict[str, object]:
+def run_generator(port: int, args: argparse.Namespace, first_product: int = 0, count: int | None = None
+                  ) -> dict[str, object]:
     output = subprocess.run(
-        [sys.executable, __file__, "--generate", str(port), "--deliveries", str(args.deliveries),
+        [sys.executable, __file__, "--generate", str(port), "--deliveries", str(count or args.deliveries),
          "--concurrency", str(args.concurrency), "--first-product", str(first_product)],
         check=True, capture_output=True, text=True,
     ).stdout
@@ -282,7 +285,12 @@ def main() -> None:
             # percent over minutes. Each round sends new products.
             bare_rounds: list[dict[str, Any]] = []
             our_rounds: list[dict[str, Any]] = []
-            backend_cpu = 0.0
+            # Unmeasured first: every process fills its caches on its first requests (connections,
+            # compiled and prepared statements, the queue's registration), and the rounds compare
+            # steady states.
+            run_generator(bare_port, args, count=WARMUP_DELIVERIES)
+            warmup = run_generator(app_port, args, first_product=WARMUP_FIRST_PRODUCT, count=WARMUP_DELIVERIES)
+            backend_cpu = cpu_seconds(postgres_backends(admin, schema)) if schema else 0.0
             for round_index in range(args.rounds):
                 before = cpu_seconds(bare_workers)
                 bare = run_generator(bare_port, args)
@@ -325,9 +333,10 @@ def main() -> None:
     bare, ours = summary(bare_rounds), summary(our_rounds)
     shares = sorted(o["per_second"] / b["per_second"] for b, o in zip(bare_rounds, our_rounds))
     share = statistics.median(shares)
-    unique = sum(int(result["unique"]) for result in our_rounds)
+    unique = sum(int(result["unique"]) for result in our_rounds) + int(warmup["unique"])
     print(f"database: {'PostgreSQL' if schema else 'SQLite'}; gunicorn sync workers: {args.workers}; "
-          f"{args.rounds} rounds of {args.deliveries} deliveries each, concurrency {args.concurrency}, 20% duplicates")
+          f"{args.rounds} rounds of {args.deliveries} deliveries each after {WARMUP_DELIVERIES} unmeasured, "
+          f"concurrency {args.concurrency}, 20% duplicates")
     print("medians over the rounds (the range of deliveries/s in brackets)")
     print(f"{'endpoint':<22}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}  {'range':<14}statuses")
     for name, result, rounds in (("bare Flask", bare, bare_rounds), ("POST /webhooks/shopify", ours, our_rounds)):
