@@ -161,10 +161,8 @@ def push_again(render_id: int) -> ResponseReturnValue:
     from jobs.queues import enqueue_push
 
     svc = services()
-    with svc.db.transaction() as session:
-        render = get_for_shop(session, Render, render_id, g.shop.id)
-        if render is None:
-            abort(404, f"No render {render_id} in this shop.")
+    with svc.db.transaction():  # owned() reads through this same (thread's) session
+        render = owned(Render, render_id)
         if not render.status.is_finished:
             abort(409, "The render is still running; its assets are pushed when it finishes.")
         waiting = [a for a in render.assets if a.push_status in (PushStatus.FAILED, PushStatus.HELD)]
@@ -478,10 +476,8 @@ def approve_asset(asset_id: int) -> ResponseReturnValue:
     from jobs.queues import enqueue_push
 
     svc = services()
-    with svc.db.transaction() as session:
-        asset = get_for_shop(session, Asset, asset_id, g.shop.id)
-        if asset is None:
-            abort(404, f"No asset {asset_id} in this shop.")
+    with svc.db.transaction():  # owned() reads through this same (thread's) session
+        asset = owned(Asset, asset_id)
         try:
             manual.approve(asset)
         except manual.ReviewConflict as exc:
@@ -499,10 +495,8 @@ def reject_asset(asset_id: int) -> ResponseReturnValue:
     from jobs.queues import enqueue_takedown
 
     svc = services()
-    with svc.db.transaction() as session:
-        asset = get_for_shop(session, Asset, asset_id, g.shop.id)
-        if asset is None:
-            abort(404, f"No asset {asset_id} in this shop.")
+    with svc.db.transaction():  # owned() reads through this same (thread's) session
+        asset = owned(Asset, asset_id)
         take_down = manual.reject(asset)
         status, render_id = asset.push_status.value, asset.render_id
     queued = enqueue_takedown(svc.redis, asset_id, timeout_s=svc.config.push_timeout_s) if take_down else False
