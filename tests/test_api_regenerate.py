@@ -49,6 +49,13 @@ def add_product(app, shop_id: int, external_id: str = "101", *, images: int = 1,
             return product.id
 
 
+def another_shop(app) -> int:  # type: ignore[no-untyped-def]
+    """A second shop, whose objects the first shop's key and session must not reach."""
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            return create_shop(session, platform="generic", domain="other.example.com")[0].id
+
+
 def add_reference(app, shop_id: int) -> int:  # type: ignore[no-untyped-def]
     with app.app_context():
         key = app.extensions["catalog"].storage.put(png(), ext="png")
@@ -139,9 +146,7 @@ def test_another_shops_reference_image_is_refused(app, client, shop) -> None:
     """A reference image id of another shop is as unknown as a missing one."""
     shop_id, key, _ = shop
     add_product(app, shop_id, "101")
-    with app.app_context():
-        with app.extensions["catalog_db"].transaction() as session:
-            other_id = create_shop(session, platform="generic", domain="other.example.com")[0].id
+    other_id = another_shop(app)
     theirs = add_reference(app, other_id)
     response = client.post(f"/api/v1/shops/{shop_id}/products/101/regenerate", headers=bearer(key),
                            json={"reference_image_ids": [theirs]})
@@ -323,9 +328,7 @@ def test_render_history_filters_by_product_and_status(app, client, shop) -> None
     shop_id, key, _ = shop
     mine = make_renders(app, shop_id, 4, product="101")
     make_renders(app, shop_id, 2, product="202")
-    with app.app_context():
-        with app.extensions["catalog_db"].transaction() as session:
-            other_id = create_shop(session, platform="generic", domain="other.example.com")[0].id
+    other_id = another_shop(app)
     make_renders(app, other_id, 3, product="101")
     url = f"/api/v1/shops/{shop_id}/renders"
     by_product = client.get(url, query_string={"product_id": "101"}, headers=bearer(key)).get_json()["renders"]
@@ -418,9 +421,7 @@ def test_rejecting_a_pushed_asset_takes_it_off_the_shop(app, client, shop, redis
 def test_review_actions_are_scoped_to_the_shop_and_wait_for_the_render(app, client, shop) -> None:
     """Another shop's asset is 404; a running render's asset cannot be approved yet (409)."""
     shop_id, key, _ = shop
-    with app.app_context():
-        with app.extensions["catalog_db"].transaction() as session:
-            other_id = create_shop(session, platform="generic", domain="other.example.com")[0].id
+    other_id = another_shop(app)
     _, (theirs, _) = held_render(app, other_id)
     render_id, (mine, _) = held_render(app, shop_id, product="56")
     for action in ("approve", "reject"):
@@ -457,9 +458,7 @@ def test_a_signed_in_page_reads_and_writes_with_its_csrf_token(app, client, shop
 def test_a_session_cannot_reach_another_shop(app, client, shop) -> None:
     """Signed in as one shop, another shop's URLs are 403 and its objects 404, with or without the token."""
     shop_id, _, _ = shop
-    with app.app_context():
-        with app.extensions["catalog_db"].transaction() as session:
-            other_id = create_shop(session, platform="generic", domain="other.example.com")[0].id
+    other_id = another_shop(app)
     _, (their_asset, _) = held_render(app, other_id)
     sign_in(client, shop_id)
     headers = {"X-CSRF-Token": "csrf-token-for-tests"}
