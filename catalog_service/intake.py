@@ -35,6 +35,9 @@ class IntakeResult:
 
 
 DUPLICATE = IntakeResult("duplicate", reason="this delivery was already received")
+# Said by both the single-statement path and the general one.
+NO_IMAGES = IntakeResult("ignored", reason="the product has no images")
+AUTO_GENERATE_OFF = IntakeResult("ignored", reason="auto-generate is off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,10 +197,12 @@ def _finish_delivery(session: Session, delivery_id: int, result: IntakeResult) -
 def accept_delivery(db: Database, ref: ShopRef, event: ProductEvent, *, delivery_key: str, topic: str) -> IntakeResult:
     """Record one product webhook for the shop `ref` names, act on it once, and commit. Raises UnknownShop.
 
-    On PostgreSQL a delivery about a new product is one statement that commits by itself; anything else,
-    and every delivery on SQLite, loads the shop and goes through `accept` in a transaction.
+    On PostgreSQL a create for a new product is one statement that commits by itself; anything else,
+    and every delivery on SQLite, loads the shop and goes through `accept` in a transaction. Updates go
+    straight there: nearly all are about products we have, for which the statement would be a wasted
+    round trip (the general path handles the rare update about a product new to us just as well).
     """
-    if event.action != "delete" and db.dialect == "postgresql":
+    if event.action == "create" and db.dialect == "postgresql":
         with db.autocommit() as connection:
             result = accept_new_product(connection, ref, event, delivery_key=delivery_key, topic=topic)
         if result is not None:
@@ -237,7 +242,7 @@ def accept_new_product(
         return None
     if row.render_id is not None:
         return IntakeResult("render", render_id=row.render_id)
-    return IntakeResult("ignored", reason="auto-generate is off" if theirs.images else "the product has no images")
+    return AUTO_GENERATE_OFF if theirs.images else NO_IMAGES
 
 
 def find_shop(session: Session, ref: ShopRef) -> Shop:
@@ -349,13 +354,13 @@ def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> Inta
     if not shop.active:
         return IntakeResult("ignored", reason="the shop is not active")
     if not event.images:
-        return IntakeResult("ignored", reason="the product has no images")
+        return NO_IMAGES
     if not is_new and not images_changed:
         # Also covers a second "create" for a product we already have: same photos, nothing new to make.
         return IntakeResult("ignored", reason="the product's images did not change")
     if is_new or event.action == "create":
         if not setting(shop.settings, "auto_generate"):
-            return IntakeResult("ignored", reason="auto-generate is off")
+            return AUTO_GENERATE_OFF
     elif setting(shop.settings, "on_update") == "ignore":
         return IntakeResult("ignored", reason="updates are ignored by the shop's settings")
     return product_id
