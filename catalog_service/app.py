@@ -77,6 +77,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     from .ops import bp as ops_bp
     from .shopify_install import bp as shopify_bp
     from .web import bp as web_bp
+    from .web.sessions import CookieSessions
+
+    app.session_interface = CookieSessions()
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
