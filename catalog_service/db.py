@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+DriverConnection = psycopg.Connection[tuple[Any, ...]]
 
 
 class Database:
@@ -46,16 +52,29 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """A pooled connection on which every statement commits by itself (no BEGIN, no COMMIT).
+    def autocommit(self) -> Iterator[DriverConnection]:
+        """A pooled driver (psycopg) connection on which every statement commits by itself. Not on SQLite.
 
-        From a pool of its own: setting and resetting the mode on every checkout from the main pool cost
-        a webhook more than its statement. Not on SQLite.
+        For the one statement that takes most webhooks (see DriverStatement): from a pool of its own, since
+        setting and resetting the mode on every checkout from the main pool cost a webhook more than its
+        statement. Driver errors come out as SQLAlchemy's (IntegrityError, OperationalError, ...), as from
+        any other query, and a connection the server dropped is thrown away rather than put back.
         """
-        if self._autocommit_engine is None:
+        engine = self._autocommit_engine
+        if engine is None:
             raise RuntimeError("autocommit connections are for PostgreSQL")
-        with self._autocommit_engine.connect() as connection:
-            yield connection
+        driver_error = engine.dialect.loaded_dbapi.Error
+        pooled = engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        except driver_error as exc:
+            dropped = engine.dialect.is_disconnect(exc, pooled.dbapi_connection, None)
+            if dropped:
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(None, None, exc, driver_error, connection_invalidated=dropped,
+                                      dialect=engine.dialect) from exc
+        finally:
+            pooled.close()
 
     def upgrade(self) -> None:
         upgrade(self.engine)
@@ -65,6 +84,28 @@ class Database:
         self.engine.dispose()
         if self._autocommit_engine is not None:
             self._autocommit_engine.dispose()
+
+
+class DriverStatement:
+    """A SQLAlchemy statement compiled once for psycopg, run on a driver connection (Database.autocommit()).
+
+    For the hottest statement only: SQLAlchemy's execution and result machinery cost a webhook about as
+    much CPU as psycopg's own work. The statement must take plain values (str, int, bool, datetime, None):
+    SQLAlchemy's type processing (enums, JSON) is skipped, so callers pass enums' values and JSON as text.
+    """
+
+    def __init__(self, statement: Executable) -> None:
+        compiled = statement.compile(dialect=_PSYCOPG)
+        self.sql = str(compiled)
+        # Values written into the statement (literals) travel as parameters; they never change.
+        self.fixed = {name: value for name, value in compiled.params.items() if value is not None}
+
+    def first(self, connection: DriverConnection, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row the statement returns, or None."""
+        return connection.execute(self.sql, {**self.fixed, **params}).fetchone()
+
+
+_PSYCOPG = postgresql_psycopg.dialect()
 
 
 def make_engine(url: str, *, autocommit: bool = False) -> Engine:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY, Connection, Integer, Text, bindparam, case, delete, func, insert, literal, select, true, update,
+    JSON, Integer, Text, bindparam, case, cast, column, delete, func, insert, literal, select, true, update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .db import Database
+from .db import Database, DriverConnection, DriverStatement
 from .models import (
     Asset, Delivery, Platform, Product, ReferenceImage, Render, RenderStatus, Shop, SourceImage, UsageRecord, utcnow,
 )
@@ -101,8 +102,8 @@ class _Statements:
         # takes a whole delivery about a new product in one statement (_new_product_statement).
         self.render_for_delivery = self.new_product_by_domain = self.new_product_by_id = None
         if dialect == "postgresql":
-            self.new_product_by_domain = _new_product_statement(by_domain=True)
-            self.new_product_by_id = _new_product_statement(by_domain=False)
+            self.new_product_by_domain = DriverStatement(_new_product_statement(by_domain=True))
+            self.new_product_by_id = DriverStatement(_new_product_statement(by_domain=False))
             created = insert(renders).values(
                 {column: bindparam(f"r_{column}", type_=renders.c[column].type) for column in
                  ("shop_id", "product_id", "status", "trigger", "options", "created_at", "updated_at")}
@@ -143,14 +144,15 @@ def _new_product_statement(*, by_domain: bool) -> Any:
             ["shop_id", "external_id", "title", "description", "product_type", "vendor", "tags", "deleted",
              "created_at", "updated_at"],
             select(shop.c.id, bindparam("external_id"), bindparam("title"), bindparam("description"),
-                   bindparam("product_type"), bindparam("vendor"), bindparam("tags", type_=products.c.tags.type),
+                   bindparam("product_type"), bindparam("vendor"), cast(bindparam("tags", type_=Text), JSON),
                    literal(False), now, now).where(shop.c.active, ~shop.c.seen),
         ).on_conflict_do_nothing(index_elements=["shop_id", "external_id"]).returning(products.c.id).cte("product")
     )
-    rows = func.unnest(
-        bindparam("image_ids", type_=ARRAY(Text)), bindparam("image_srcs", type_=ARRAY(Text)),
-        bindparam("image_alts", type_=ARRAY(Text)), bindparam("image_positions", type_=ARRAY(Integer)),
-    ).table_valued("external_id", "src", "alt", "position").render_derived()
+    # The images arrive as one JSON array (text), and so do the tags: psycopg adapts a string in C, where
+    # four typed arrays and a JSON object cost it a tenth of the webhook's CPU.
+    rows = func.json_to_recordset(cast(bindparam("images", type_=Text), JSON)).table_valued(
+        column("external_id", Text), column("src", Text), column("alt", Text), column("position", Integer),
+    ).render_derived(with_types=True)
     new_images = insert(images).from_select(
         ["shop_id", "product_id", "external_id", "src", "alt", "position", "created_at", "updated_at"],
         select(shop.c.id, product.c.id, rows.c.external_id, rows.c.src, rows.c.alt, rows.c.position, now, now)
@@ -160,9 +162,8 @@ def _new_product_statement(*, by_domain: bool) -> Any:
     render = insert(renders).from_select(
         ["shop_id", "product_id", "status", "trigger", "options", "attempts", "errors", "timings", "created_at",
          "updated_at"],
-        select(shop.c.id, product.c.id, literal(RenderStatus.QUEUED, renders.c.status.type), literal("webhook"),
-               literal({}, renders.c.options.type), literal(0), literal([], renders.c.errors.type),
-               literal({}, renders.c.timings.type), now, now)
+        select(shop.c.id, product.c.id, literal(RenderStatus.QUEUED.value), literal("webhook"),
+               func.json_build_object(), literal(0), func.json_build_array(), func.json_build_object(), now, now)
         .select_from(shop.join(product, true())).where(shop.c.auto_generate, bindparam("has_images")),
     ).returning(renders.c.id).cte("render")
     delivery = insert(deliveries).from_select(
@@ -173,7 +174,7 @@ def _new_product_statement(*, by_domain: bool) -> Any:
         .select_from(shop.join(product, true()).outerjoin(render, true())),
     ).cte("delivery")
     return select(
-        shop.c.id.label("shop_id"), shop.c.active, shop.c.seen.label("duplicate"),
+        shop.c.active, shop.c.seen.label("duplicate"),
         select(product.c.id).scalar_subquery().label("product_id"),
         select(render.c.id).scalar_subquery().label("render_id"),
     ).add_cte(new_images, delivery)
@@ -212,7 +213,7 @@ def accept_delivery(db: Database, ref: ShopRef, event: ProductEvent, *, delivery
 
 
 def accept_new_product(
-    connection: Connection, ref: ShopRef, event: ProductEvent, *, delivery_key: str, topic: str
+    connection: DriverConnection, ref: ShopRef, event: ProductEvent, *, delivery_key: str, topic: str
 ) -> IntakeResult | None:
     """The whole intake of a delivery about a product we do not have yet, in one PostgreSQL statement.
 
@@ -223,25 +224,25 @@ def accept_new_product(
     """
     sql = _statements_for("postgresql")
     theirs = without_our_images(event)
-    row = connection.execute(sql.new_product_by_domain if ref.id is None else sql.new_product_by_id, {
-        "shop_id": ref.id, "platform": ref.platform, "domain": ref.domain,
+    statement = sql.new_product_by_domain if ref.id is None else sql.new_product_by_id
+    row = statement.first(connection, {
+        "shop_id": ref.id, "platform": ref.platform and ref.platform.value, "domain": ref.domain,
         "auto_generate_default": setting(None, "auto_generate"), "delivery_key": delivery_key[:255],
         "topic": topic[:64], "now": utcnow(), "external_id": event.product_id, "title": event.title,
         "description": event.description, "product_type": event.product_type, "vendor": event.vendor,
-        "tags": list(event.tags), "has_images": bool(theirs.images),
-        "image_ids": [image.external_id for image in theirs.images],
-        "image_srcs": [image.src for image in theirs.images],
-        "image_alts": [image.alt for image in theirs.images],
-        "image_positions": list(range(len(theirs.images))),
-    }).first()
-    if row is None or not row.active:
+        "tags": json.dumps(list(event.tags)), "has_images": bool(theirs.images),
+        "images": json.dumps([{"external_id": image.external_id, "src": image.src, "alt": image.alt, "position": i}
+                              for i, image in enumerate(theirs.images)]),
+    })
+    if row is None or not row[0]:  # no such shop, or not active
         raise UnknownShop(f"no active shop {ref}")
-    if row.duplicate:
+    _active, duplicate, product_id, render_id = row
+    if duplicate:
         return DUPLICATE
-    if row.product_id is None:
+    if product_id is None:
         return None
-    if row.render_id is not None:
-        return IntakeResult("render", render_id=row.render_id)
+    if render_id is not None:
+        return IntakeResult("render", render_id=render_id)
     return AUTO_GENERATE_OFF if theirs.images else NO_IMAGES
 
 

@@ -38,12 +38,12 @@ def test_a_plan_cached_on_small_tables_still_probes_indexes(app_config, by_domai
     db = Database(url)
     try:
         with db.autocommit() as connection:
-            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-            connection.exec_driver_sql(f"PREPARE intake_new_product AS {compiled}")
+            connection.execute("SET plan_cache_mode = force_generic_plan")
+            connection.execute(f"PREPARE intake_new_product AS {compiled}")
             nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
-            plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN EXECUTE intake_new_product({nulls})").scalars())
-            connection.exec_driver_sql("DEALLOCATE intake_new_product")
-            connection.exec_driver_sql("RESET plan_cache_mode")
+            plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE intake_new_product({nulls})"))
+            connection.execute("DEALLOCATE intake_new_product")
+            connection.execute("RESET plan_cache_mode")
     finally:
         db.dispose()
     assert "Seq Scan" not in plan, plan

@@ -215,6 +215,27 @@ def test_inactive_shop_gets_404_and_nothing_is_written(app, shopify) -> None:
         assert rows(app, model) == 0
 
 
+def test_a_dropped_database_connection_costs_one_retry(app, shopify, app_config) -> None:
+    """The server dropped the intake's pooled connection: that delivery gets 503 (Shopify sends it again),
+    nothing is half-written, and the retry, on a new connection, is accepted."""
+    if not str(app_config["database_url"]).startswith("postgresql"):
+        pytest.skip("the single-statement intake is PostgreSQL's")
+    assert shopify.send("products/create", {**PAYLOAD, "id": 1}).status_code == 200  # the pool has a connection
+    db = app.extensions["catalog_db"]
+    with db.autocommit() as connection:
+        pid = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+
+    first = shopify.send("products/create", PAYLOAD, event_id="evt-dropped")
+    assert first.status_code == 503
+    assert rows(app, Delivery) == 1 and rows(app, Product) == 1
+
+    retry = shopify.send("products/create", PAYLOAD, event_id="evt-dropped")
+    assert retry.status_code == 200 and retry.get_json()["outcome"] == "render"
+    assert rows(app, Delivery) == 2 and rows(app, Product) == 2
+
+
 def test_new_product_without_photos_is_recorded_and_left_alone(app, shopify) -> None:
     """No image, nothing to make: the product and the delivery are stored, the outcome says why."""
     response = shopify.send("products/create", {**PAYLOAD, "images": [], "media": []}, event_id="evt-bare")
