@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -104,6 +105,18 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def freeze_for_workers() -> None:
+    """Call once the web app is built, before a server forks its workers (gunicorn).
+
+    What is loaded by then (modules, the app, its pools' setup) lives as long as the process. Frozen, the
+    cyclic garbage collector stops walking it: each full collection in a worker walked every one of those
+    objects and wrote to their pages, which the workers had shared with the arbiter, so the kernel copied
+    them. That cost a webhook about 5% of its CPU under load.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def services() -> Services:

@@ -45,7 +45,10 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the web app under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
+    from .app import freeze_for_workers
+
     app = _app()
+    freeze_for_workers()
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
