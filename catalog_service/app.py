@@ -43,6 +43,12 @@ class Services:
             self._providers[name] = provider_for(name, self.config)
         return self._providers[name]
 
+    def close(self) -> None:
+        """Close the database pools, Redis and HTTP connections (for code that builds apps and drops them)."""
+        self.db.dispose()
+        self.redis.close()
+        self.http.close()
+
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     if not isinstance(config, Config):

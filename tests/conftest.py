@@ -158,7 +158,7 @@ def worker_env(app_config: dict[str, object]) -> dict[str, str]:
 def app(app_config: dict[str, object], redis: Redis):  # type: ignore[no-untyped-def]
     application = create_app(app_config)
     yield application
-    application.extensions["catalog_db"].dispose()
+    application.extensions["catalog"].close()
 
 
 @pytest.fixture

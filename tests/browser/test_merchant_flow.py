@@ -65,7 +65,7 @@ def live(app_config: dict[str, object], redis, model_session) -> Iterator[Any]: 
     yield live
     server.shutdown()
     server.server_close()
-    app.extensions["catalog_db"].dispose()
+    app.extensions["catalog"].close()
 
 
 @pytest.fixture

@@ -194,4 +194,4 @@ def test_photos_over_the_size_cap_are_refused_in_words(app_config, redis, shop) 
             "csrf_token": csrf, "file": (io.BytesIO(b"0" * 120_000), "all.jpg")})
         assert too_much.status_code == 413 and "each up to 19 KB" in too_much.get_data(as_text=True)
     finally:
-        small.extensions["catalog_db"].dispose()
+        small.extensions["catalog"].close()

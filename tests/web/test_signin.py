@@ -80,7 +80,7 @@ def test_secure_cookie_behind_https(app_config, redis, shop) -> None:  # type: i
         response = secure.test_client().get(link_for(secure, shop[0]))
         assert response.status_code == 302 and "Secure" in response.headers["Set-Cookie"]
     finally:
-        secure.extensions["catalog_db"].dispose()
+        secure.extensions["catalog"].close()
 
 
 def test_signed_out_pages_ask_to_sign_in(client, shop) -> None:
@@ -216,4 +216,4 @@ def test_link_lifetime_comes_from_config(app_config, redis, shop) -> None:  # ty
         left = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.timezone.utc)
         assert dt.timedelta(seconds=100) < left <= dt.timedelta(seconds=121)
     finally:
-        short.extensions["catalog_db"].dispose()
+        short.extensions["catalog"].close()
