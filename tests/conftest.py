@@ -142,6 +142,15 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
 
 
 @pytest.fixture
+def postgres_url(app_config: dict[str, object]) -> str:
+    """The test database's URL when it is PostgreSQL (the intake's single statement and its pool); else skip."""
+    url = str(app_config["database_url"])
+    if not url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: the single-statement intake and its connection pool")
+    return url
+
+
+@pytest.fixture
 def worker_env(app_config: dict[str, object]) -> dict[str, str]:
     """The test app's settings as the environment of a separate worker process."""
     names = {"var_dir": "CATALOG_VAR_DIR", "database_url": "CATALOG_DATABASE_URL", "redis_url": "CATALOG_REDIS_URL",

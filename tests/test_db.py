@@ -12,11 +12,8 @@ from catalog_service.db import Database
 
 
 @pytest.fixture
-def db(app_config) -> Iterator[Database]:  # type: ignore[no-untyped-def]
-    url = str(app_config["database_url"])
-    if not url.startswith("postgresql"):
-        pytest.skip("the intake pool is PostgreSQL's")
-    database = Database(url)
+def db(postgres_url: str) -> Iterator[Database]:
+    database = Database(postgres_url)
     yield database
     database.dispose()
 
@@ -52,10 +49,10 @@ def test_a_driver_error_comes_out_as_sqlalchemys(db: Database) -> None:
     assert backend_pid(db) > 0
 
 
-def test_a_connection_the_server_dropped_is_replaced(db: Database, app_config) -> None:  # type: ignore[no-untyped-def]
+def test_a_connection_the_server_dropped_is_replaced(db: Database, postgres_url: str) -> None:
     """A dropped link fails one statement (the webhook answers 503, the shop retries), never the next."""
     first = backend_pid(db)
-    admin = create_engine(str(app_config["database_url"]))
+    admin = create_engine(postgres_url)
     with admin.begin() as connection:
         connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
     admin.dispose()

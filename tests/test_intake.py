@@ -12,14 +12,11 @@ from catalog_service.models import Delivery, Shop, utcnow
 
 
 @pytest.mark.parametrize("by_domain", [True, False], ids=["by-domain", "by-id"])
-def test_a_plan_cached_on_small_tables_still_probes_indexes(app_config, by_domain: bool) -> None:
+def test_a_plan_cached_on_small_tables_still_probes_indexes(postgres_url: str, by_domain: bool) -> None:
     """psycopg prepares the statement after five runs and PostgreSQL may keep one generic plan per connection,
     made while the tables were small. On the intake pool that plan must still probe the indexes: a scan of
     the deliveries made every webhook slower than the one before."""
-    url = str(app_config["database_url"])
-    if not url.startswith("postgresql"):
-        pytest.skip("the single-statement intake is PostgreSQL's")
-    engine = create_engine(url)
+    engine = create_engine(postgres_url)
     with engine.begin() as connection:
         # A brand-new shop with its first deliveries, analysed: tables this small read cheaper whole.
         shops, deliveries = Shop.__table__, Delivery.__table__
@@ -35,7 +32,7 @@ def test_a_plan_cached_on_small_tables_still_probes_indexes(app_config, by_domai
 
     compiled = _new_product_statement(by_domain=by_domain).compile(
         dialect=postgresql.dialect(paramstyle="numeric_dollar"))
-    db = Database(url)
+    db = Database(postgres_url)
     try:
         with db.autocommit() as connection:
             connection.execute("SET plan_cache_mode = force_generic_plan")
