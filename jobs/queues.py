@@ -108,7 +108,6 @@ def _as_bytes(value: Any) -> bytes:
 class _JobKind:
     """What every job of one function on one queue shares, RESP-packed once."""
 
-    queue: str
     func: str
     fixed: bytes  # the packed field/value pairs that are the same for every job of this kind
     fixed_count: int  # how many arguments `fixed` holds
@@ -141,7 +140,7 @@ def _make_job_kind(connection: Redis, queue: str, func: str, timeout_s: int, ret
     fields = {key: value for key, value in job.to_dict().items() if value is not None and key not in _PER_JOB_FIELDS}
     packed = [_bulk(part) for key, value in fields.items() for part in (key.encode(), _as_bytes(value))]
     queue_key = (Queue.redis_queue_namespace_prefix + queue).encode()
-    return _JobKind(queue=queue, func=func, fixed=b"".join(packed), fixed_count=len(packed),
+    return _JobKind(func=func, fixed=b"".join(packed), fixed_count=len(packed),
                     keys=_bulk(queue_key) + _bulk(Queue.redis_queues_keys.encode()))
 
 
@@ -166,16 +165,15 @@ class _Sender:
     closing the client closes it; a forked child (gunicorn's workers) takes a connection of its own.
     """
 
-    def __init__(self, client: Redis) -> None:
-        self.client = client
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.connection: AbstractConnection | None = None
         self.pid = 0
 
-    def call(self, packed: bytes) -> Any:
+    def call(self, client: Redis, packed: bytes) -> Any:
         with self.lock:
             if self.connection is None or self.pid != os.getpid():
-                self.connection = self.client.connection_pool.get_connection()
+                self.connection = client.connection_pool.get_connection()
                 self.pid = os.getpid()
             connection = self.connection
 
@@ -187,6 +185,7 @@ class _Sender:
             return connection.retry.call_with_retry(send, lambda _error: connection.disconnect())
 
 
+# Per client, and no reference back to it: a client that is dropped takes its sender along.
 _SENDERS: weakref.WeakKeyDictionary[Redis, _Sender] = weakref.WeakKeyDictionary()
 _SENDERS_LOCK = threading.Lock()
 
@@ -195,7 +194,7 @@ def _sender(client: Redis) -> _Sender:
     sender = _SENDERS.get(client)
     if sender is None:
         with _SENDERS_LOCK:
-            sender = _SENDERS.setdefault(client, _Sender(client))
+            sender = _SENDERS.setdefault(client, _Sender())
     return sender
 
 
@@ -204,7 +203,8 @@ def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, timeou
     job_id = f"{prefix or _JOB_PREFIX[queue]}-{object_id}"
     kind = _job_kind(connection, queue, func, timeout_s, retry_intervals)
     try:
-        if _sender(connection).call(_packed_enqueue(kind, job_id, object_id, dt.datetime.now(dt.timezone.utc))):
+        packed = _packed_enqueue(kind, job_id, object_id, dt.datetime.now(dt.timezone.utc))
+        if _sender(connection).call(connection, packed):
             return True
         # A job under this id still exists. If it is waiting or running, that is the one to keep; if it
         # already ended (a failed push kept for inspection), it makes way for the new attempt.
