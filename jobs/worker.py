@@ -15,6 +15,24 @@ from .queues import ALL_QUEUES, get_queue
 
 log = logging.getLogger(__name__)
 
+PUBSUB_POLL_S = 1.0
+"""How often the worker's command listener looks up; also the longest a stopping worker waits for it."""
+
+
+class Worker(SimpleWorker):
+    """RQ's SimpleWorker, its command listener (pub/sub thread) waking every PUBSUB_POLL_S.
+
+    RQ listens with a 60 s wait, and redis-py 8.2's PubSubWorkerThread.stop() waits for the thread
+    without a bound: a worker told to stop (SIGTERM, a deploy) could take a minute to exit, when the
+    thread was in that wait as RQ unsubscribed.
+    """
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_S, daemon=True, exception_handler=self._pubsub_exception_handler)
+
 
 def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False) -> bool:
     """Work the queues until stopped (or until empty with burst). Returns whether any job ran."""
@@ -29,7 +47,7 @@ def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool 
             from .sweeper import schedule_sweep
 
             schedule_sweep(svc.redis)
-        worker = SimpleWorker(
+        worker = Worker(
             [get_queue(name, svc.redis) for name in queues], connection=svc.redis, serializer=JSONSerializer
         )
         return worker.work(burst=burst, with_scheduler=True, logging_level=svc.config.log_level.upper())

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from catalog_service.models import Render, RenderStatus
+from jobs.queues import RENDERS, get_queue
+from jobs.worker import Worker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -44,3 +46,21 @@ def test_sigterm_mid_render_finishes_the_render_then_exits(app, redis, webhooks,
             worker.wait()
     with app.app_context():
         assert app.extensions["catalog_db"].session().get(Render, render_id).status == RenderStatus.SUCCEEDED
+
+
+def test_a_stopping_worker_leaves_its_command_listener_at_once(redis) -> None:
+    """RQ unsubscribes while the listener thread waits for a subscription: it must not hold the exit up."""
+    worker = Worker([get_queue(RENDERS, redis)], connection=redis)
+    worker.subscribe()
+    deadline = time.monotonic() + 10
+    while not worker.pubsub.subscribed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Unsubscribed first, the thread goes back to waiting for a subscription: RQ's order of events.
+    worker.pubsub.unsubscribe()
+    time.sleep(0.5)
+    started = time.monotonic()
+
+    worker.unsubscribe()
+
+    assert time.monotonic() - started < 5  # RQ's own listener would wait out 60 s here
+    assert not worker.pubsub_thread.is_alive()
