@@ -20,6 +20,7 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer, Serializer
+from rq.utils import get_call_string, utcformat
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,8 @@ def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-def _as_bytes(value: Any) -> bytes:
-    """A hash value as redis-py would send it (str subclasses such as JobStatus by their value)."""
-    if isinstance(value, bytes):
-        return value
-    return value.encode() if isinstance(value, str) else str(value).encode()
+_EVAL_HEAD_ARGS = (b"EVAL", _ENQUEUE_SCRIPT, b"3")  # the command, the script, its number of keys
+_EVAL_HEAD = b"".join(map(_bulk, _EVAL_HEAD_ARGS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +107,9 @@ class _JobKind:
     """What every job of one function on one queue shares, RESP-packed once."""
 
     func: str
-    fixed: bytes  # the packed field/value pairs that are the same for every job of this kind
-    fixed_count: int  # how many arguments `fixed` holds
-    keys: bytes  # the packed queue key and RQ's set of queues
+    keys: bytes  # packed: the queue's key and RQ's set of queues (the job's key, first, varies)
+    fixed: bytes  # packed: the field/value pairs that are the same for every job of this kind
+    count: int  # how many arguments _EVAL_HEAD, keys and fixed hold together
 
 
 # Fields that differ from job to job; everything else in the hash comes from the kind.
@@ -137,25 +135,26 @@ def _make_job_kind(connection: Redis, queue: str, func: str, timeout_s: int, ret
                      failure_ttl=FAILURE_TTL_S, origin=queue, serializer=_SERIALIZER, connection=connection,
                      retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)),
                      status=JobStatus.QUEUED)
+    encode = connection.get_encoder().encode  # as redis-py sends a value (JobStatus by its value)
     fields = {key: value for key, value in job.to_dict().items() if value is not None and key not in _PER_JOB_FIELDS}
-    packed = [_bulk(part) for key, value in fields.items() for part in (key.encode(), _as_bytes(value))]
-    queue_key = (Queue.redis_queue_namespace_prefix + queue).encode()
-    return _JobKind(func=func, fixed=b"".join(packed), fixed_count=len(packed),
-                    keys=_bulk(queue_key) + _bulk(Queue.redis_queues_keys.encode()))
+    fixed = [encode(part) for key, value in fields.items() for part in (key, value)]
+    keys = [encode(Queue.redis_queue_namespace_prefix + queue), encode(Queue.redis_queues_keys)]
+    return _JobKind(func=func, keys=b"".join(map(_bulk, keys)), fixed=b"".join(map(_bulk, fixed)),
+                    count=len(_EVAL_HEAD_ARGS) + len(keys) + len(fixed))
 
 
 def _packed_enqueue(kind: _JobKind, job_id: str, object_id: int, now: dt.datetime) -> bytes:
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()  # RQ's utcformat
-    data = zlib.compress(_SERIALIZER.dumps((kind.func, None, (object_id,), {})))
+    args = (object_id,)
+    stamp = utcformat(now).encode()
+    data = zlib.compress(_SERIALIZER.dumps((kind.func, None, args, {})))
+    description = get_call_string(kind.func, args, {}, max_length=75) or ""
     varying = (
-        b"EVAL", _ENQUEUE_SCRIPT, b"3", (Job.redis_job_namespace_prefix + job_id).encode(),
+        (Job.redis_job_namespace_prefix + job_id).encode(),  # the first key; the queue's two follow
+        job_id.encode(), b"created_at", stamp, b"enqueued_at", stamp, b"data", data, b"description",
+        description.encode(),
     )
-    argv = (
-        job_id.encode(), b"created_at", stamp, b"enqueued_at", stamp, b"data", data,
-        b"description", f"{kind.func}({object_id!r})".encode(),
-    )
-    count = len(varying) + 2 + len(argv) + kind.fixed_count
-    return b"".join((b"*%d\r\n" % count, *map(_bulk, varying), kind.keys, *map(_bulk, argv), kind.fixed))
+    return b"".join((b"*%d\r\n" % (kind.count + len(varying)), _EVAL_HEAD, _bulk(varying[0]), kind.keys,
+                     *map(_bulk, varying[1:]), kind.fixed))
 
 
 class _Sender:
