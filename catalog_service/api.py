@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from . import manual, ratelimit
-from .app import services
-from .assets import signed_url
+from .current import services
+from .presenters import render_json
 from .http import FetchError, fetch
 from .imaging.errors import ImageRejected
 from .intake import insert_render
@@ -35,9 +35,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_MASK_BYTES = 4 * 1024 * 1024
 """OpenAI's limit for an edit mask."""
-
-ASSET_LINK_TTL_S = 3600
-"""How long the signed image links in API answers work: enough for a gallery page, too short to share."""
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -108,50 +105,10 @@ def body_errors(exc: ValidationError) -> ResponseReturnValue:
 # --- renders ----------------------------------------------------------------------------------------------
 
 
-def render_json(render: Render) -> dict[str, Any]:
-    return {
-        "id": render.id,
-        "shop_id": render.shop_id,
-        "product_id": render.product.external_id,
-        "status": render.status.value,
-        "trigger": render.trigger,
-        "attempts": render.attempts,
-        "error": render.last_error,
-        "scene_errors": render.errors or [],
-        "created_at": render.created_at.isoformat(),
-        "finished_at": render.finished_at.isoformat() if render.finished_at else None,
-        "options": {key: value for key, value in (render.options or {}).items() if key != "refine"},
-        "product": {"title": render.product.title, "source_images": [image.src for image in render.product.images]},
-        "assets": [asset_json(asset) for asset in render.assets],
-        "push": push_summary(render),
-    }
-
-
-def push_summary(render: Render) -> dict[str, Any]:
-    """Where the render's assets stand with the shop: push_failed (with the store's words), held, pending, pushed."""
-    states = {asset.push_status for asset in render.assets} - {PushStatus.REJECTED}
-    errors = [{"asset_id": a.id, "message": a.push_error} for a in render.assets if a.push_status == PushStatus.FAILED]
-    for status, name in ((PushStatus.FAILED, "push_failed"), (PushStatus.HELD, "held"), (PushStatus.PENDING, "pending"),
-                         (PushStatus.REMOVING, "pending")):
-        if status in states:
-            return {"status": name, "errors": errors}
-    return {"status": "pushed" if states else "nothing_to_push", "errors": errors}
-
-
-def asset_json(asset: Asset) -> dict[str, Any]:
-    return {
-        "id": asset.id, "kind": asset.kind.value, "preset": asset.preset, "width": asset.width,
-        "height": asset.height, "bytes": asset.bytes, "content_type": asset.content_type,
-        "cost_usd": round(asset.cost_usd, 6), "version": asset.version, "parent_asset_id": asset.parent_asset_id,
-        "instruction": asset.instruction, "push_status": asset.push_status.value, "push_error": asset.push_error,
-        "url": signed_url(services().config, asset.storage_key, ttl_s=ASSET_LINK_TTL_S),
-    }
-
-
 @bp.get("/renders/<int:render_id>")
 @require_api_key
 def get_render(render_id: int) -> ResponseReturnValue:
-    return render_json(owned(Render, render_id))
+    return render_json(owned(Render, render_id), services().config)
 
 
 @bp.post("/renders/<int:render_id>/push")
@@ -465,7 +422,7 @@ def list_renders(shop_id: int) -> ResponseReturnValue:
     rows = services().db.session().scalars(statement).all()
     page = rows[:query["limit"]]
     more = len(rows) > query["limit"]
-    return {"renders": [render_json(render) for render in page],
+    return {"renders": [render_json(render, services().config) for render in page],
             "next_cursor": encode_cursor(page[-1].id) if more else None}
 
 

@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import requests
-from flask import Flask, current_app, jsonify
-from redis import Redis
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from jobs.queues import redis_connection
+from webhooks import bp as webhooks_bp
 
-from . import db, logs, security
+from . import services as services_module
+from .api import bp as api_bp
+from .assets import bp as assets_bp
 from .config import Config
-from .http import make_session
-from .scenes import provider_for
-from .scenes.base import SceneProvider
-from .storage import AssetStorage, storage_from_url
+from .ops import bp as ops_bp
+from .services import Services
+from .shopify_install import bp as shopify_bp
+from .web import bp as web_bp
+from .web.sessions import CookieSessions
 
-@dataclasses.dataclass
-class Services:
-    """The process-wide resources of one app, built once in create_app()."""
 
-    config: Config
-    db: db.Database
-    storage: AssetStorage
-    redis: Redis
-    scene_provider: SceneProvider
-    http: requests.Session
-    _providers: dict[str, SceneProvider] = dataclasses.field(default_factory=dict)
+def init_services(app: Flask, svc: Services) -> None:
+    """Attach the process's Services to the app; each request's database session is removed at teardown."""
+    app.extensions["catalog"] = svc
+    app.extensions["catalog_db"] = svc.db
 
-    def provider(self, name: str = "") -> SceneProvider:
-        """A shop's chosen provider ("" = the service default), built once per process."""
-        if not name or name == self.scene_provider.name:
-            return self.scene_provider
-        if name not in self._providers:
-            self._providers[name] = provider_for(name, self.config)
-        return self._providers[name]
-
-    def close(self) -> None:
-        """Close the database pools, Redis and HTTP connections (for code that builds apps and drops them)."""
-        self.db.dispose()
-        self.redis.close()
-        self.http.close()
+    @app.teardown_appcontext
+    def _remove_session(_exc: BaseException | None) -> None:
+        svc.db.remove()
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
@@ -64,27 +49,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = config.public_url.startswith("https://")
     app.config["PERMANENT_SESSION_LIFETIME"] = config.session_ttl_s
-    logs.configure(config.log_level, config.log_format)
-    security.configure(config.secret_key)
-
-    database = db.init_app(app)
-    app.extensions["catalog"] = Services(
-        config=config,
-        db=database,
-        storage=storage_from_url(config.storage_url),
-        redis=redis_connection(config.redis_url),
-        scene_provider=provider_for(config.scene_provider, config),
-        http=make_session(),
-    )
-
-    from webhooks import bp as webhooks_bp
-
-    from .api import bp as api_bp
-    from .assets import bp as assets_bp
-    from .ops import bp as ops_bp
-    from .shopify_install import bp as shopify_bp
-    from .web import bp as web_bp
-    from .web.sessions import CookieSessions
+    init_services(app, services_module.build(config))
 
     app.session_interface = CookieSessions()
 
@@ -96,14 +61,14 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(web_bp)
 
     @app.errorhandler(HTTPException)
-    def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def _json_error(exc: HTTPException) -> ResponseReturnValue:
         # One error shape for every machine caller: {"error": {"code", "message"}}.
         response = jsonify(error={"code": exc.code, "message": exc.description})
         response.status_code = exc.code or 500
         return response
 
     @app.errorhandler(SQLAlchemyError)
-    def _database_error(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
+    def _database_error(exc: SQLAlchemyError) -> ResponseReturnValue:
         # The database is down or not migrated: 503 tells a shop to deliver again later.
         logging.getLogger("catalog_service").error("database error: %s", exc.__class__.__name__)
         response = jsonify(error={"code": 503, "message": "The service cannot reach its database; retry later."})
@@ -124,7 +89,3 @@ def freeze_for_workers() -> None:
     gc.collect()
     gc.freeze()
 
-
-def services() -> Services:
-    """The resources of the app in the current context (a request or a job)."""
-    return current_app.extensions["catalog"]

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, request, send_file
 from flask.typing import ResponseReturnValue
 
-from .app import services
-from .config import Config
-from .security import sign_asset, verify_asset
+from .current import services
+from .security import verify_asset
 from .storage import AssetMissing, InvalidKey
 
 bp = Blueprint("assets", __name__)
 
-DEFAULT_TTL_S = 7 * 24 * 3600
-"""How long a pushed download link works: long enough for a store to fetch it, short enough not to leak forever."""
-
 _TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif", "avif": "image/avif"}
-
-
-def signed_url(config: Config, key: str, *, ttl_s: int = DEFAULT_TTL_S, now: float | None = None) -> str:
-    """A public, expiring link to a stored asset."""
-    expires_at = int((time.time() if now is None else now) + ttl_s)
-    query = urlencode({"exp": expires_at, "sig": sign_asset(config.secret_key, key, expires_at)})
-    return f"{config.public_url.rstrip('/')}/assets/{key}?{query}"
 
 
 @bp.get("/assets/<path:key>")

@@ -5,18 +5,34 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import select
 
 from .config import Config, ConfigError
 
+if TYPE_CHECKING:
+    from flask import Flask
 
-def _app():  # type: ignore[no-untyped-def]
+    from .services import Services
+
+
+def _app() -> Flask:
     from .app import create_app
 
     try:
         return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _services() -> Services:
+    """The process's services, for commands that need no web app (worker, sweeper, shops, renders)."""
+    from . import services
+
+    try:
+        return services.build(Config.load())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -74,7 +90,7 @@ def worker(burst: bool, queues: str) -> None:
     unknown = set(names) - set(ALL_QUEUES)
     if unknown:
         raise click.BadParameter(f"unknown queue(s): {', '.join(sorted(unknown))}", param_hint="--queues")
-    run_worker(_app(), names, burst=burst)
+    run_worker(_services(), names, burst=burst)
 
 
 @main.command()
@@ -84,7 +100,7 @@ def sweeper(once: bool, interval: float) -> None:
     """Queue again the renders and pushes whose RQ job was lost (Redis down or flushed, a worker killed)."""
     from jobs.sweeper import run_sweeper
 
-    run_sweeper(_app(), interval_s=interval, once=once)
+    run_sweeper(_services(), interval_s=interval, once=once)
 
 
 @main.command()
@@ -143,18 +159,16 @@ def renders_list(shop_id: int | None, product_id: str | None, limit: int, as_jso
     """Renders with status, errors and assets, newest first."""
     from .models import Product, Render
 
-    app = _app()
-    with app.app_context():
-        from .db import session
-
+    svc = _services()
+    with svc.db.transaction() as session:
         query = select(Render).join(Product).order_by(Render.id.desc()).limit(limit)
         if shop_id is not None:
             query = query.where(Render.shop_id == shop_id)
         if product_id is not None:
             query = query.where(Product.external_id == product_id)
-        from .api import render_json
+        from .presenters import render_json
 
-        rows = [render_json(render) for render in session().scalars(query)]
+        rows = [render_json(render, svc.config) for render in session.scalars(query)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -194,9 +208,9 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Run the migrations up to the newest revision."""
-    app = _app()
-    app.extensions["catalog_db"].upgrade()
-    click.echo(f"database at head: {app.extensions['catalog_db'].engine.url.render_as_string(hide_password=True)}")
+    svc = _services()
+    svc.db.upgrade()
+    click.echo(f"database at head: {svc.db.engine.url.render_as_string(hide_password=True)}")
 
 
 @main.group()
@@ -226,24 +240,21 @@ def shops_add(platform: str, domain: str, name: str, access_token: str | None, w
     """Add a shop; prints its API key (stored hashed) and webhook secret once."""
     from .shops import ShopExists, create_shop
 
-    app = _app()
-    with app.app_context():
-        from .db import get_db
-
-        try:
-            with get_db().transaction() as session:
-                shop, api_key, secret = create_shop(
-                    session, platform=platform, domain=domain, name=name, webhook_secret=webhook_secret,
-                    access_token=access_token, api_base_url=api_base_url, callback_url=callback_url,
-                    credentials={name: value for name, value in (
-                        ("consumer_key", consumer_key), ("consumer_secret", consumer_secret),
-                        ("wp_user", wp_user), ("wp_app_password", wp_app_password)) if value},
-                )
-        except (ShopExists, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        webhook_ids: list[int] = []
-        if register_webhooks:
-            webhook_ids = _register_woocommerce_webhooks(app, shop.id, secret)
+    svc = _services()
+    try:
+        with svc.db.transaction() as session:
+            shop, api_key, secret = create_shop(
+                session, platform=platform, domain=domain, name=name, webhook_secret=webhook_secret,
+                access_token=access_token, api_base_url=api_base_url, callback_url=callback_url,
+                credentials={name: value for name, value in (
+                    ("consumer_key", consumer_key), ("consumer_secret", consumer_secret),
+                    ("wp_user", wp_user), ("wp_app_password", wp_app_password)) if value},
+            )
+    except (ShopExists, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    webhook_ids: list[int] = []
+    if register_webhooks:
+        webhook_ids = _register_woocommerce_webhooks(svc, shop.id, secret)
     if as_json:
         click.echo(json.dumps({"id": shop.id, "api_key": api_key, "webhook_secret": secret,
                                **({"webhook_ids": webhook_ids} if register_webhooks else {})}))
@@ -252,15 +263,15 @@ def shops_add(platform: str, domain: str, name: str, access_token: str | None, w
                    "keep both: they are not shown again")
 
 
-def _register_woocommerce_webhooks(app, shop_id: int, secret: str) -> list[int]:  # type: ignore[no-untyped-def]
+def _register_woocommerce_webhooks(svc: Services, shop_id: int, secret: str) -> list[int]:
+    from .connectors import connector_for
     from .models import Platform, Shop
-    from .stores import connector_for
     from .stores.base import StoreError
 
-    config = app.extensions["catalog"].config
-    with app.app_context():
-        shop = app.extensions["catalog_db"].session().get(Shop, shop_id)
-        if shop.platform != Platform.WOOCOMMERCE:
+    config = svc.config
+    with svc.db.transaction() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or shop.platform != Platform.WOOCOMMERCE:
             raise click.UsageError("--register-webhooks is for WooCommerce shops")
         try:
             store = connector_for(shop, config)
@@ -275,11 +286,9 @@ def shops_list() -> None:
     """All shops."""
     from .models import Shop
 
-    app = _app()
-    with app.app_context():
-        from .db import session
-
-        for shop in session().scalars(select(Shop).order_by(Shop.id)):
+    svc = _services()
+    with svc.db.transaction() as session:
+        for shop in session.scalars(select(Shop).order_by(Shop.id)):
             click.echo(f"{shop.id:>4}  {shop.platform.value:<12} {shop.domain:<40} {'active' if shop.active else 'inactive'}")
 
 
@@ -290,16 +299,14 @@ def shops_login_link(shop_id: int) -> None:
     from .login_links import make_link
     from .models import Shop
 
-    app = _app()
-    config = app.extensions["catalog"].config
+    svc = _services()
+    config = svc.config
     try:
-        with app.app_context():
-            from .db import session
-
-            shop = session().get(Shop, shop_id)
+        with svc.db.transaction() as session:
+            shop = session.get(Shop, shop_id)
             active = shop is not None and shop.active
     finally:
-        app.extensions["catalog_db"].dispose()
+        svc.close()
     if not active:
         raise click.ClickException(f"no active shop {shop_id} (see `catalog-service shops list`)")
     link = make_link(config.public_url, config.secret_key, shop_id, ttl_s=config.login_link_ttl_s)

@@ -54,6 +54,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "cutout_model": ("CATALOG_CUTOUT_MODEL", str, "any rembg model name"),
     "model_dir": ("CATALOG_MODEL_DIR", str, "where rembg models live (exported to rembg as U2NET_HOME)"),
     "secret_key": ("CATALOG_SECRET_KEY", str, "sessions, login links, token encryption"),
+    "secret_key_fallbacks": ("CATALOG_SECRET_KEY_FALLBACKS", str,
+                             "earlier secret keys, comma-separated: still read, never written (key rotation)"),
     "public_url": ("CATALOG_PUBLIC_URL", str, "base URL for links in pushed assets and the UI"),
     "allow_private_urls": ("CATALOG_ALLOW_PRIVATE_URLS", parse_bool, "allow fetching from private addresses"),
     "max_pixels": ("CATALOG_MAX_PIXELS", parse_int, "largest source image accepted, in pixels"),
@@ -95,6 +97,7 @@ class Config:
     cutout_model: str = "u2netp"
     model_dir: str = ""  # default derived from var_dir
     secret_key: str = ""  # default: generated into var_dir on first run
+    secret_key_fallbacks: str = ""
     public_url: str = "http://localhost:8000"
     allow_private_urls: bool = False
     max_pixels: int = 50_000_000
@@ -219,6 +222,10 @@ class Config:
                     handle.write(key)
                 self.secret_key = key
         return self.secret_key
+
+    def fallback_keys(self) -> list[str]:
+        """The earlier secret keys, newest first, that signatures and stored secrets may still use."""
+        return [key.strip() for key in self.secret_key_fallbacks.split(",") if key.strip()]
 
     @staticmethod
     def describe() -> list[tuple[str, str]]:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from flask import Flask, current_app
 from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import make_url
@@ -163,23 +162,3 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
-
-
-def init_app(app: Flask) -> Database:
-    database = Database(app.config["CATALOG"].database_url)
-    app.extensions["catalog_db"] = database
-
-    @app.teardown_appcontext
-    def _remove_session(_exc: BaseException | None) -> None:
-        database.remove()
-
-    return database
-
-
-def get_db() -> Database:
-    return current_app.extensions["catalog_db"]
-
-
-def session() -> Session:
-    """The current app's session (one per thread)."""
-    return get_db().session()

@@ -19,10 +19,12 @@ from pathlib import Path
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from . import services
 from .config import Config
 from .imaging.load import sniff_format
 from .models import Platform, Render, Shop
 from .security import hmac_sha256
+from .services import Services
 
 SAMPLES = Path(__file__).parent / "samples"
 DEMO_DOMAIN = "demo.catalog.local"
@@ -51,9 +53,7 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
     app.extensions["catalog_db"].upgrade()
 
     with app.app_context():
-        from .app import services
-
-        svc = services()
+        svc = app.extensions["catalog"]
         shop_id, secret = _demo_shop(svc)
         with _serve_bytes(photo) as photo_url:
             body = json.dumps({
@@ -78,7 +78,7 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
                 echo(f"the webhook was not accepted: {answer}")
                 return 1
             render_id = answer["render_id"]
-            _run_jobs(app, svc, render_id, queued=bool(answer.get("queued")), echo=echo)
+            _run_jobs(svc, render_id, queued=bool(answer.get("queued")), echo=echo)
 
         render = svc.db.session().get(Render, render_id)
         assert render is not None
@@ -87,7 +87,7 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
         return 0 if render.status.value in ("succeeded", "partial") else 1
 
 
-def _demo_shop(svc) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+def _demo_shop(svc: Services) -> tuple[int, str]:
     """The demo shop, created on first run, with a reference photo for the reference scene."""
     from .shops import create_shop
 
@@ -104,7 +104,7 @@ def _demo_shop(svc) -> tuple[int, str]:  # type: ignore[no-untyped-def]
         return shop.id, shop.webhook_secret
 
 
-def _run_jobs(app, svc, render_id: int, *, queued: bool, echo: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
+def _run_jobs(svc: Services, render_id: int, *, queued: bool, echo: Callable[[str], None]) -> None:
     from jobs.push import push_render
     from jobs.render import render_product
     from jobs.worker import run_worker
@@ -112,12 +112,13 @@ def _run_jobs(app, svc, render_id: int, *, queued: bool, echo: Callable[[str], N
     if queued:
         echo(f"Redis answers at {svc.config.redis_url}: running the jobs on RQ with a burst worker")
         try:
-            run_worker(app, burst=True)
+            run_worker(svc, burst=True)
             return
         except RedisError as exc:
             echo(f"Redis stopped answering ({exc}); running the rest in-process")
     else:
         echo(f"Redis does not answer at {svc.config.redis_url}: running the jobs in-process instead")
+    services.install(svc)
     render_product(render_id)
     push_render(render_id)
 

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .app import services
+from .current import services
 from .models import Delivery, Render, UsageRecord
 from .storage import StorageError
 

@@ -7,21 +7,37 @@ import hashlib
 import hmac
 import secrets
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import String
 from sqlalchemy.types import TypeDecorator
 
-_fernet: Fernet | None = None
+_fernet: MultiFernet | None = None
 
 
-def configure(secret_key: str) -> None:
-    """Derive the at-rest encryption key from the service secret. Called once by create_app()."""
-    global _fernet
+def _fernet_for(secret_key: str) -> Fernet:
     digest = hashlib.sha256(b"catalog-service/token-encryption/" + secret_key.encode()).digest()
-    _fernet = Fernet(base64.urlsafe_b64encode(digest))
+    return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def _cipher() -> Fernet:
+def configure(secret_key: str, fallbacks: list[str] | tuple[str, ...] = ()) -> None:
+    """Derive the at-rest encryption keys from the service secret and its fallbacks. Called once per process.
+
+    New values are encrypted with the current key; values written under a fallback key still decrypt,
+    until `catalog-service secrets rotate` has re-encrypted them with the current one.
+    """
+    global _fernet
+    _fernet = MultiFernet([_fernet_for(key) for key in (secret_key, *fallbacks)])
+
+
+def rotate(token: str) -> str:
+    """The stored value re-encrypted with the current key (it may have been written under a fallback)."""
+    try:
+        return _cipher().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise ValueError("a stored secret cannot be decrypted with CATALOG_SECRET_KEY or its fallbacks") from None
+
+
+def _cipher() -> MultiFernet:
     if _fernet is None:
         raise RuntimeError("security.configure() has not been called: no key to encrypt secrets with")
     return _fernet
@@ -35,7 +51,8 @@ def decrypt(token: str) -> str:
     try:
         return _cipher().decrypt(token.encode()).decode()
     except InvalidToken:
-        raise ValueError("a stored secret cannot be decrypted: CATALOG_SECRET_KEY has changed") from None
+        raise ValueError("a stored secret cannot be decrypted: CATALOG_SECRET_KEY has changed; "
+                         "put the old key in CATALOG_SECRET_KEY_FALLBACKS") from None
 
 
 class EncryptedText(TypeDecorator[str]):

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from .app import services
+from .current import services
 from .models import Platform, Shop
 from .shops import SHOPIFY_DOMAIN, create_shop
 from .stores.base import StoreError

@@ -9,11 +9,11 @@ from rq import get_current_job
 
 from sqlalchemy import select
 
-from catalog_service.app import services
+from catalog_service.services import current
 from catalog_service.logs import bind, log_context
 from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
 from catalog_service.schemas import settings_with_defaults
-from catalog_service.stores import connector_for
+from catalog_service.connectors import connector_for
 from catalog_service.stores.base import PushAsset, StoreError, asset_filename
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ KIND_LABELS = {"cutout": "cutout", "white": "white background", "scene": "scene"
 
 def push_render(render_id: int) -> None:
     """RQ entry point for queue `pushes`."""
-    svc = services()
+    svc = current()
     try:
         with log_context(render=render_id, job="push"):
             _run(render_id)
@@ -32,7 +32,7 @@ def push_render(render_id: int) -> None:
 
 
 def _run(render_id: int) -> None:
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         if render is None:
@@ -80,7 +80,7 @@ def _run(render_id: int) -> None:
 
 
 def _push_all_of(render_id: int, connector, product_id: str, pending: list) -> None:  # type: ignore[no-untyped-def, type-arg]
-    svc = services()
+    svc = current()
     batch = [(asset_id, PushAsset(data=svc.storage.get(key), **describe)) for asset_id, key, describe in pending]
     push_all = getattr(connector, "push_all", None)
     if push_all is not None and batch:
@@ -93,10 +93,10 @@ def _push_all_of(render_id: int, connector, product_id: str, pending: list) -> N
 
 def _remove_earlier(render_id: int, connector, product_id: str, earlier: list[tuple[int, str]]) -> None:  # type: ignore[no-untyped-def]
     """Take our previous renders' images off the product once this render's are on it."""
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
-        current = session.scalars(select(Asset.push_status).where(Asset.render_id == render_id)).all()
-    if not current or any(status != PushStatus.PUSHED for status in current):
+        statuses = session.scalars(select(Asset.push_status).where(Asset.render_id == render_id)).all()
+    if not statuses or any(status != PushStatus.PUSHED for status in statuses):
         return  # never leave the product with fewer of our images than before
     for asset_id, external_id in earlier:
         try:
@@ -150,7 +150,7 @@ def alt_text(template: str, **values: str) -> str:
 
 
 def _record(asset_id: int, *, external_id: str = "", url: str = "", error: str = "", final: bool = True) -> None:
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         asset = session.get(Asset, asset_id)
         if asset is None:
@@ -167,7 +167,7 @@ def _record(asset_id: int, *, external_id: str = "", url: str = "", error: str =
 
 def take_down_asset(asset_id: int) -> None:
     """RQ entry point for queue `pushes`: take a rejected, already pushed asset off the shop's product."""
-    svc = services()
+    svc = current()
     try:
         with log_context(asset=asset_id, job="takedown"):
             _take_down(asset_id)
@@ -176,7 +176,7 @@ def take_down_asset(asset_id: int) -> None:
 
 
 def _take_down(asset_id: int) -> None:
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         asset = session.get(Asset, asset_id)
         if asset is None or asset.push_status != PushStatus.REMOVING:
@@ -216,7 +216,7 @@ def _take_down(asset_id: int) -> None:
 
 def _taken_down(asset_id: int, *, error: str = "") -> None:
     """Rejected and off the shop; or, when that failed, still pushed with the reason beside it."""
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         asset = session.get(Asset, asset_id)
         if asset is None or asset.push_status != PushStatus.REMOVING:

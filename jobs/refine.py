@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from catalog_service.app import services
+from catalog_service.services import current
 from catalog_service.models import Asset, AssetKind, PushStatus, Render, RenderStatus, Shop, UsageRecord, utcnow
 from catalog_service.scenes.base import ProviderError, SceneRefused
 from catalog_service.schemas import settings_with_defaults
@@ -17,7 +17,7 @@ def refine_scene(render_id: int) -> None:
     """Run a render whose options carry {"refine": {...}}; called by jobs.render.render_product."""
     from .render import _finish_failed, _provider
 
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         assert render is not None

@@ -8,7 +8,7 @@ import logging
 from rq import get_current_job
 from sqlalchemy import select
 
-from catalog_service.app import services
+from catalog_service.services import current
 from catalog_service.http import FetchError, fetch
 from catalog_service.imaging.cutout import get_session
 from catalog_service.imaging.errors import ImageRejected
@@ -38,7 +38,7 @@ class RenderFailed(Exception):
 
 def render_product(render_id: int) -> None:
     """RQ entry point for queue `renders`."""
-    svc = services()
+    svc = current()
     try:
         with svc.db.transaction() as session:
             render = session.get(Render, render_id)
@@ -57,7 +57,7 @@ def render_product(render_id: int) -> None:
 
 
 def _run(render_id: int) -> None:
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         if render is None or render.status.is_finished:
@@ -107,14 +107,14 @@ def _run(render_id: int) -> None:
 def _provider(name: str) -> SceneProvider:
     """The shop's provider; one that cannot be built refuses every scene with the reason, and cutouts still ship."""
     try:
-        return services().provider(name)
+        return current().provider(name)
     except ProviderError as exc:
         return UnavailableProvider(str(exc), reason=exc.reason)
 
 
 def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) -> dict:  # type: ignore[no-untyped-def]
     """Everything the plan needs from the database, read while the session is open."""
-    svc = services()
+    svc = current()
     provider_name = settings["provider"] or svc.config.scene_provider
     custom = {p["name"]: preset_from_settings(p) for p in settings["presets"]}
     presets = presets_for(options.get("scenes") or settings["scene_presets"], provider=provider_name,
@@ -151,7 +151,7 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
 
 
 def _plan(storage: AssetStorage, inputs: dict) -> RenderPlan:  # type: ignore[type-arg]
-    svc = services()
+    svc = current()
     settings = inputs["settings"]
     cutout_settings = settings["cutout"]
     presets = inputs["presets"]
@@ -176,7 +176,7 @@ def _plan(storage: AssetStorage, inputs: dict) -> RenderPlan:  # type: ignore[ty
 
 
 def _fetch_source(url: str) -> bytes:
-    svc = services()
+    svc = current()
     config = svc.config
     try:
         return fetch(
@@ -190,7 +190,7 @@ def _fetch_source(url: str) -> bytes:
 
 
 def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
-    svc = services()
+    svc = current()
     stored = [(made, svc.storage.put(made.data, ext=made.ext)) for made in result.assets]
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
@@ -230,7 +230,7 @@ def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
 
 
 def _finish_failed(render_id: int, message: str) -> None:
-    svc = services()
+    svc = current()
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         if render is not None:

@@ -20,9 +20,10 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog_service.services import Services
 from catalog_service.models import Asset, PushStatus, Render, RenderStatus
 
-from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_push, enqueue_render, enqueue_takedown, get_queue
+from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_push, enqueue_render, enqueue_takedown
 
 log = logging.getLogger(__name__)
 
@@ -93,70 +94,23 @@ def sweep(session: Session, redis: Redis, *, now: dt.datetime, render_timeout_s:
     return counts
 
 
-SWEEP_INTERVAL_S = 60
-"""How often the workers' RQ scheduler runs the sweep (as well as any `catalog-service sweeper`)."""
-
-SWEEP_JOB_ID = "sweep"
-
-
-def sweep_job() -> dict[str, int]:
-    """RQ entry point: one sweep, then the next one scheduled; RQ's scheduler in every worker runs it."""
-    from catalog_service.app import services
-
-    svc = services()
-    try:
-        with svc.db.transaction() as session:
-            counts = sweep(session, svc.redis, now=dt.datetime.now(dt.timezone.utc),
-                           render_timeout_s=svc.config.render_timeout_s, push_timeout_s=svc.config.push_timeout_s)
-    finally:
-        svc.db.remove()
-    schedule_sweep(svc.redis, replace=True)
-    return counts
-
-
-def schedule_sweep(redis: Redis, *, replace: bool = False) -> bool:
-    """Make sure one sweep job is scheduled SWEEP_INTERVAL_S from now; returns whether this call scheduled it.
-
-    Its id is fixed, so however many workers start, one sweep is waiting. JSON like every job of ours (RQ's
-    cron scheduler would pickle, which our workers do not read).
-    """
-    from rq.exceptions import DuplicateJobError
-
-    queue = get_queue(PUSHES, redis)
-    if replace:
-        try:
-            Job.fetch(SWEEP_JOB_ID, connection=redis, serializer=JSONSerializer).delete()
-        except NoSuchJobError:
-            pass
-    try:
-        queue.enqueue_in(dt.timedelta(seconds=SWEEP_INTERVAL_S), "jobs.sweeper.sweep_job", job_id=SWEEP_JOB_ID,
-                         result_ttl=0, timeout=300, unique=True)
-    except DuplicateJobError:
-        return False
-    return True
-
-
-def run_sweeper(app, *, interval_s: float = 60.0, once: bool = False) -> None:  # type: ignore[no-untyped-def]
+def run_sweeper(svc: Services, *, interval_s: float = 60.0, once: bool = False) -> None:
     """`catalog-service sweeper`: sweep every `interval_s` seconds (or once)."""
-    from catalog_service.app import services
-
-    with app.app_context():
-        svc = services()
-        while True:
-            try:
-                with svc.db.transaction() as session:
-                    counts = sweep(session, svc.redis, now=dt.datetime.now(dt.timezone.utc),
-                                   render_timeout_s=svc.config.render_timeout_s,
-                                   push_timeout_s=svc.config.push_timeout_s)
-                log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s", counts["renders"],
-                         counts["pushes"], counts["given_up"], counts["takedowns"])
-            except RedisError as exc:
-                log.warning("sweep skipped: Redis does not answer (%s)", exc)
-            finally:
-                svc.db.remove()
-            if once:
-                return
-            time.sleep(interval_s)
+    while True:
+        try:
+            with svc.db.transaction() as session:
+                counts = sweep(session, svc.redis, now=dt.datetime.now(dt.timezone.utc),
+                               render_timeout_s=svc.config.render_timeout_s,
+                               push_timeout_s=svc.config.push_timeout_s)
+            log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s", counts["renders"],
+                     counts["pushes"], counts["given_up"], counts["takedowns"])
+        except RedisError as exc:
+            log.warning("sweep skipped: Redis does not answer (%s)", exc)
+        finally:
+            svc.db.remove()
+        if once:
+            return
+        time.sleep(interval_s)
 
 
 __all__ = ["sweep", "due", "run_sweeper", "RENDERS", "PUSHES"]

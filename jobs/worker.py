@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from catalog_service.app import services
+from catalog_service import services
 from catalog_service.imaging.cutout import get_session
+from catalog_service.services import Services
 
 from .queues import ALL_QUEUES, get_queue
 
@@ -34,20 +34,12 @@ class Worker(SimpleWorker):
             sleep_time=PUBSUB_POLL_S, daemon=True, exception_handler=self._pubsub_exception_handler)
 
 
-def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False) -> bool:
+def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False) -> bool:
     """Work the queues until stopped (or until empty with burst). Returns whether any job ran."""
-    with app.app_context():
-        svc = services()
-        # SimpleWorker runs each job in this process, so the model loaded here serves every job;
-        # a forking worker would pay for it again in each child.
-        get_session(svc.config.cutout_model, svc.config.model_dir)
-        log.info("worker model=%s queues=%s loaded", svc.config.cutout_model, ",".join(queues))
-        if not burst:
-            # The sweep rides on RQ's scheduler, which every long-running worker runs (with_scheduler=True).
-            from .sweeper import schedule_sweep
-
-            schedule_sweep(svc.redis)
-        worker = Worker(
-            [get_queue(name, svc.redis) for name in queues], connection=svc.redis, serializer=JSONSerializer
-        )
-        return worker.work(burst=burst, with_scheduler=True, logging_level=svc.config.log_level.upper())
+    services.install(svc)
+    # SimpleWorker runs each job in this process, so the model loaded here serves every job;
+    # a forking worker would pay for it again in each child.
+    get_session(svc.config.cutout_model, svc.config.model_dir)
+    log.info("worker model=%s queues=%s loaded", svc.config.cutout_model, ",".join(queues))
+    worker = Worker([get_queue(name, svc.redis) for name in queues], connection=svc.redis, serializer=JSONSerializer)
+    return worker.work(burst=burst, logging_level=svc.config.log_level.upper())

@@ -9,6 +9,7 @@ from redis import Redis
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from catalog_service import services
 from jobs.queues import ALL_QUEUES, get_queue
 from jobs.worker import Worker
 
@@ -16,9 +17,8 @@ from jobs.worker import Worker
 def run_jobs(app, redis: Redis, queues: Sequence[str] = ALL_QUEUES) -> float:  # type: ignore[no-untyped-def]
     """Run every queued job in this process, as `catalog-service worker --burst` does; returns the seconds taken."""
     started = time.perf_counter()
-    with app.app_context():
-        Worker([get_queue(name, redis) for name in queues], connection=redis,
-               serializer=JSONSerializer).work(burst=True)
+    services.install(app.extensions["catalog"])
+    Worker([get_queue(name, redis) for name in queues], connection=redis, serializer=JSONSerializer).work(burst=True)
     return time.perf_counter() - started
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
-from catalog_service.assets import signed_url
+from catalog_service.signed_links import signed_url
 
 
 def path_of(url: str) -> str:

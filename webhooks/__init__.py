@@ -1,7 +1,6 @@
-"""Inbound webhooks: one module per platform, all on this blueprint."""
+"""Inbound webhooks: one module per platform, all on one blueprint (common.bp)."""
 
-from flask import Blueprint
+from . import generic, shopify, woocommerce
+from .common import bp
 
-bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-
-from . import generic, shopify, woocommerce  # noqa: E402,F401  (each registers its routes on bp)
+__all__ = ["bp", "generic", "shopify", "woocommerce"]

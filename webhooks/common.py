@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, jsonify, request
+from flask import Blueprint, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -16,13 +16,15 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 
 from catalog_service import intake
-from catalog_service.app import services
+from catalog_service.current import services
 from catalog_service.db import Database
 from catalog_service.intake import IntakeResult, ShopRef
 from catalog_service.schemas import ImageRef, ProductEvent, image_id
 from jobs.queues import enqueue_render
 
 log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 # Platform ids are 64-bit integers; anything larger is not an id (and would not fit our columns).
 MAX_ID = 2**63 - 1

@@ -9,14 +9,13 @@ from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 from sqlalchemy.orm import undefer
 
-from catalog_service.app import services
+from catalog_service.current import services
 from catalog_service.intake import ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent, product_id
 from catalog_service.security import verify_hex_signature
 
-from . import bp
-from .common import accept_event, image_refs, invalid, json_body, require_content_type
+from .common import bp, accept_event, image_refs, invalid, json_body, require_content_type
 
 SIGNATURE_HEADER = "X-Catalog-Signature"
 DELIVERY_HEADER = "X-Catalog-Delivery-Id"

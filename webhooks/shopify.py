@@ -14,14 +14,14 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session
 
 from catalog_service import intake
-from catalog_service.app import services
+from catalog_service.current import services
 from catalog_service.intake import IntakeResult, ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
-from . import bp
 from .common import (
+    bp,
     DELETED, MAX_ID, PlatformImageSchema, accept_event, image_refs, in_transaction, invalid, json_body,
     require_content_type, run_intake,
 )

@@ -14,14 +14,14 @@ from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy.orm import undefer
 
-from catalog_service.app import services
+from catalog_service.current import services
 from catalog_service.intake import ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
-from . import bp
 from .common import (
+    bp,
     DELETED, MAX_ID, PlatformImageSchema, accept_event, body_key, image_refs, invalid, json_body, require_content_type,
 )
 

@@ -9,11 +9,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..app import services
+from ..current import services
 from ..models import Asset, Product, PushStatus, ReferenceImage, Render, RenderStatus
 from ..scenes import builtin_presets
 from ..schemas import settings_with_defaults
-from . import bp, shop_page
+from .common import bp, shop_page
 
 PAGE_SIZE = 20
 """Renders shown on one page of the gallery."""

@@ -9,14 +9,14 @@ from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from ..app import services
+from ..current import services
 from ..imaging.errors import ImageRejected
 from ..models import ReferenceImage, Shop, get_for_shop
 from ..references import MAX_REFERENCE_IMAGES, add_reference_image
 from ..scenes import builtin_presets
 from ..schemas import SETTINGS, PresetSchema, settings_with_defaults
 from ..shop_settings import check_for_shop, spent_this_month
-from . import MAX_UPLOAD_FILES, bp, shop_page, size_words
+from .common import MAX_UPLOAD_FILES, bp, shop_page, size_words
 from .forms import LABELS, FormField, describe, errors_for, flatten_errors, parse, value_at
 
 SECTIONS: list[tuple[str, tuple[str, ...]]] = [

@@ -10,12 +10,12 @@ from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from ..app import services
+from ..current import services
 from ..login_links import LoginLinkError, redeem
 from ..models import Platform, Shop
 from ..shops import SHOPIFY_DOMAIN
 from ..stores.shopify_auth import query_hmac_ok, timestamp_fresh
-from . import bp, start_session
+from .common import bp, start_session
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ import hashlib
 from flask import Response, abort, url_for
 from flask.typing import ResponseReturnValue
 
-from ..app import services
+from ..current import services
 from ..imaging.encode import encode
 from ..imaging.errors import ImageRejected
 from ..imaging.load import load_image
 from ..models import Asset, ReferenceImage, get_for_shop
 from ..storage import StorageError
-from . import bp, shop_page
+from .common import bp, shop_page
 
 THUMB_MAX_SIDE = 360
 """Longest side of a preview, in pixels: sharp in a 180 px tile on a 2x screen."""

@@ -86,22 +86,3 @@ def test_a_finished_render_with_assets_never_pushed_gets_its_push(app, redis, sh
                               content_type="image/png", width=1, height=1, bytes=1))
     assert run_sweep(app, redis)["pushes"] == 1
     assert redis.lrange("rq:queue:pushes", 0, -1) == [f"push-{render_id}".encode()]
-
-
-def test_the_sweep_job_sweeps_and_schedules_the_next_one(app, redis, shop) -> None:
-    """Run by RQ's scheduler: it sweeps, then exactly one next sweep waits a minute ahead."""
-    from rq.registry import ScheduledJobRegistry
-    from rq.serializers import JSONSerializer as Json
-
-    from jobs.queues import PUSHES
-    from jobs.sweeper import SWEEP_JOB_ID, schedule_sweep, sweep_job
-
-    stuck = make_render(app, shop[0], status=RenderStatus.QUEUED, attempts=1,
-                        age=dt.timedelta(days=1) + (dt.datetime.now(dt.timezone.utc) - NOW))
-    assert schedule_sweep(redis) is True and schedule_sweep(redis) is False  # one, however many workers start
-    with app.app_context():
-        counts = sweep_job()
-    assert counts["renders"] == 1
-    assert redis.lrange("rq:queue:renders", 0, -1) == [f"render-{stuck}".encode()]
-    scheduled = ScheduledJobRegistry(PUSHES, connection=redis, serializer=Json)
-    assert scheduled.get_job_ids() == [SWEEP_JOB_ID]

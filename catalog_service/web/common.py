@@ -1,0 +1,129 @@
+"""What the merchant pages share: the blueprint, the signed-in shop, page helpers."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, g, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..current import services
+from ..models import Shop
+from ..security import sign_asset
+
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
+
+THUMBNAIL_LINK_TTL_S = 3600
+"""Full-size links on a page work for one to two hours: long enough for a working session, short if a page leaks."""
+
+MAX_UPLOAD_FILES = 5
+"""Reference photos taken in one upload."""
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_UPLOAD_ENDPOINTS = frozenset({"web.upload_references"})
+
+# Every asset comes from us; images may also come from the shop's own host (a product's original photo).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob: https: http:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+
+def size_words(n_bytes: int) -> str:
+    """A byte count as a merchant reads it: 40 MB, 512 KB."""
+    return f"{n_bytes / 2**20:.0f} MB" if n_bytes >= 2**20 else f"{max(1, n_bytes // 1024)} KB"
+
+
+def start_session(shop_id: int) -> None:
+    """Sign the browser in as this shop: a fresh session with its own CSRF token."""
+    session.clear()
+    session.permanent = True
+    session["shop_id"] = shop_id
+    session["csrf_token"] = secrets.token_urlsafe(32)
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use for a signed-out visitor)."""
+    if "csrf_token" not in session:
+        session["csrf_token"] = secrets.token_urlsafe(32)
+    return str(session["csrf_token"])
+
+
+@bp.before_request
+def _check_csrf() -> None:
+    """Every state-changing request from a page carries the session's token (form field or header)."""
+    if request.method in _SAFE_METHODS:
+        return
+    max_photo = services().config.max_source_bytes
+    if request.endpoint in _UPLOAD_ENDPOINTS:
+        # Photos may be larger than an API body; the form is read here, so the limit is raised here.
+        request.max_content_length = max_photo * MAX_UPLOAD_FILES
+    try:
+        given = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+    except RequestEntityTooLarge:
+        abort(413, f"Upload at most {MAX_UPLOAD_FILES} photos at once, each up to {size_words(max_photo)}.")
+    expected = session.get("csrf_token")
+    if not expected or not hmac.compare_digest(str(expected).encode(), given.encode()):
+        abort(400, "This form has expired or did not come from this site. Reload the page and try again.")
+
+
+def shop_page(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """401 when signed out, 403 for another shop's pages; sets g.shop for the view."""
+
+    @functools.wraps(view)
+    def wrapped(shop_id: int, **kwargs: Any) -> ResponseReturnValue:
+        signed_in = session.get("shop_id")
+        if signed_in is None:
+            abort(401, "Sign in to see this page.")
+        if signed_in != shop_id:
+            abort(403, "You are signed in as another shop; these pages are not yours.")
+        shop = services().db.session().get(Shop, shop_id)
+        if shop is None or not shop.active:
+            session.clear()
+            abort(401, "This shop is no longer active here. Install the app again, then sign in.")
+        g.shop = shop
+        return view(shop_id, **kwargs)
+
+    return wrapped
+
+
+def thumbnail_url(key: str, *, now: float | None = None) -> str:
+    """A same-origin signed link to a stored file (full size), stable for an hour so browsers can cache it."""
+    now = time.time() if now is None else now
+    expires_at = (int(now) // THUMBNAIL_LINK_TTL_S + 2) * THUMBNAIL_LINK_TTL_S
+    signature = sign_asset(services().config.secret_key, key, expires_at)
+    return f"{url_for('assets.download', key=key)}?{urlencode({'exp': expires_at, 'sig': signature})}"
+
+
+@bp.context_processor
+def _template_helpers() -> dict[str, Any]:
+    from .thumbs import thumb_url
+
+    return {"csrf_token": csrf_token, "thumbnail_url": thumbnail_url, "thumb_url": thumb_url, "size_words": size_words}
+
+
+@bp.after_request
+def _security_headers(response):  # type: ignore[no-untyped-def]
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "web.static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _html_error(exc: HTTPException) -> ResponseReturnValue:
+    """Pages answer errors with a page, in words a merchant can act on."""
+    code = exc.code or 500
+    titles = {400: "Something in the request was wrong", 401: "Please sign in", 403: "Not your shop",
+              404: "Not found", 413: "That file is too large"}
+    return render_template("error.html", code=code, title=titles.get(code, "Something went wrong"),
+                           message=exc.description), code
