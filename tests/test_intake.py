@@ -1,47 +1,69 @@
-"""intake's single-statement path for new products, as PostgreSQL plans it."""
+"""intake.accept_delivery: one delivery, one transaction, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import create_engine, func, select
 
 from catalog_service.db import Database
-from catalog_service.intake import _new_product_statement
-from catalog_service.models import Delivery, Shop, utcnow
+from catalog_service.intake import ShopRef, UnknownShop, accept_delivery
+from catalog_service.models import Delivery, Product, Render, SourceImage
+from catalog_service.schemas import ImageRef, ProductEvent
+
+pytestmark = pytest.mark.both_databases  # database behaviour: on PostgreSQL too
+
+EVENT = ProductEvent(
+    action="create", product_id="501", title="Linen shirt", tags=("linen",),
+    images=(ImageRef(external_id="71", src="https://cdn.example.com/shirt.jpg", alt="front"),),
+)
 
 
-@pytest.mark.parametrize("by_domain", [True, False], ids=["by-domain", "by-id"])
-def test_a_plan_cached_on_small_tables_still_probes_indexes(postgres_url: str, by_domain: bool) -> None:
-    """psycopg prepares the statement after five runs and PostgreSQL may keep one generic plan per connection,
-    made while the tables were small. On the intake pool that plan must still probe the indexes: a scan of
-    the deliveries made every webhook slower than the one before."""
-    engine = create_engine(postgres_url)
-    with engine.begin() as connection:
-        # A brand-new shop with its first deliveries, analysed: tables this small read cheaper whole.
-        shops, deliveries = Shop.__table__, Delivery.__table__
-        shop_id = connection.execute(shops.insert().values(
-            platform="shopify", domain="small.myshopify.com", api_key_hash="0" * 64, name="", settings={},
-            active=True, created_at=utcnow(), updated_at=utcnow()).returning(shops.c.id)).scalar()
-        connection.execute(deliveries.insert(), [
-            {"shop_id": shop_id, "platform": "shopify", "delivery_key": f"shopify:{n}", "topic": "products/create",
-             "outcome": "ignored", "received_at": utcnow()} for n in range(3)])
-    with engine.connect() as connection:
-        connection.exec_driver_sql("ANALYZE")
-    engine.dispose()
-
-    compiled = _new_product_statement(by_domain=by_domain).compile(
-        dialect=postgresql.dialect(paramstyle="numeric_dollar"))
-    db = Database(postgres_url)
+def counts(url: str) -> dict[str, int]:
+    """Rows per table as a connection of its own sees them: only what was committed."""
+    engine = create_engine(url)
     try:
-        with db.autocommit() as connection:
-            connection.execute("SET plan_cache_mode = force_generic_plan")
-            connection.execute(f"PREPARE intake_new_product AS {compiled}")
-            nulls = ", ".join(["NULL"] * len(compiled.positiontup or ()))
-            plan = "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE intake_new_product({nulls})"))
-            connection.execute("DEALLOCATE intake_new_product")
-            connection.execute("RESET plan_cache_mode")
+        with engine.connect() as connection:
+            return {model.__name__: connection.scalar(select(func.count()).select_from(model)) or 0
+                    for model in (Delivery, Product, SourceImage, Render)}
     finally:
-        db.dispose()
-    assert "Seq Scan" not in plan, plan
-    assert "using uq_deliveries_shop_key on deliveries" in plan, plan
+        engine.dispose()
+
+
+@pytest.fixture
+def db(app) -> Database:
+    database: Database = app.extensions["catalog_db"]
+    return database
+
+
+def test_a_new_product_is_committed_with_its_render_recorded_on_the_delivery(db: Database, shop) -> None:
+    """When accept_delivery returns, the delivery, product, image and render are committed, and the
+    Delivery row names the render it made."""
+    result = accept_delivery(db, ShopRef(id=shop[0]), EVENT, delivery_key="generic:d-1", topic="product.created")
+    assert result.outcome == "render" and result.render_id is not None
+    assert counts(db.url) == {"Delivery": 1, "Product": 1, "SourceImage": 1, "Render": 1}
+    delivery = db.session().execute(select(Delivery)).scalar_one()
+    assert (delivery.outcome, delivery.render_id) == ("render", result.render_id)
+
+    again = accept_delivery(db, ShopRef(id=shop[0]), EVENT, delivery_key="generic:d-1", topic="product.created")
+    assert again.outcome == "duplicate"
+    assert counts(db.url) == {"Delivery": 1, "Product": 1, "SourceImage": 1, "Render": 1}
+
+
+def test_a_delivery_that_fails_midway_leaves_nothing_and_its_retry_is_taken(db: Database, shop) -> None:
+    """The Delivery row is written first; a failure after it (text the database cannot encode) undoes it
+    with the rest, so the shop's retry of the same delivery is accepted rather than called a duplicate."""
+    broken = ProductEvent(action="create", product_id="501", title="\ud800", images=EVENT.images)
+    with pytest.raises(UnicodeEncodeError):
+        accept_delivery(db, ShopRef(id=shop[0]), broken, delivery_key="generic:d-2", topic="product.created")
+    assert counts(db.url) == {"Delivery": 0, "Product": 0, "SourceImage": 0, "Render": 0}
+
+    retry = accept_delivery(db, ShopRef(id=shop[0]), EVENT, delivery_key="generic:d-2", topic="product.created")
+    assert retry.outcome == "render"
+    assert counts(db.url) == {"Delivery": 1, "Product": 1, "SourceImage": 1, "Render": 1}
+
+
+def test_an_unknown_shop_raises_and_writes_nothing(db: Database, shop) -> None:
+    """No shop with that id: UnknownShop (the view's 404), and no row of any kind."""
+    with pytest.raises(UnknownShop):
+        accept_delivery(db, ShopRef(id=shop[0] + 1000), EVENT, delivery_key="generic:d-3", topic="product.created")
+    assert counts(db.url) == {"Delivery": 0, "Product": 0, "SourceImage": 0, "Render": 0}
