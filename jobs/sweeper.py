@@ -20,8 +20,8 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog_service.services import Services
 from catalog_service.models import Asset, PushStatus, Render, RenderStatus
+from catalog_service.services import Services
 
 from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_push, enqueue_render, enqueue_takedown
 
@@ -50,7 +50,7 @@ def job_alive(redis: Redis, job_id: str) -> bool:
 def due(updated_at: dt.datetime, attempts: int, now: dt.datetime) -> bool:
     """Pure: is a stuck row old enough to be queued again? Grace first, then 2**attempts minutes, capped."""
     if updated_at.tzinfo is None:
-        updated_at = updated_at.replace(tzinfo=dt.timezone.utc)
+        updated_at = updated_at.replace(tzinfo=dt.UTC)
     wait = GRACE_S if attempts == 0 else min(BACKOFF_CAP_S, 60 * 2 ** attempts)
     return (now - updated_at).total_seconds() >= wait
 
@@ -94,14 +94,16 @@ def sweep(session: Session, redis: Redis, *, now: dt.datetime, render_timeout_s:
     return counts
 
 
-def run_sweeper(svc: Services, *, interval_s: float = 60.0, once: bool = False) -> None:
-    """`catalog-service sweeper`: sweep every `interval_s` seconds (or once)."""
+def run_sweeper(svc: Services, *, interval_s: float = 60.0, once: bool = False) -> bool:
+    """`catalog-service sweeper`: sweep every `interval_s` seconds, or once; False when that one sweep failed."""
     while True:
+        swept = False
         try:
             with svc.db.transaction() as session:
-                counts = sweep(session, svc.redis, now=dt.datetime.now(dt.timezone.utc),
+                counts = sweep(session, svc.redis, now=dt.datetime.now(dt.UTC),
                                render_timeout_s=svc.config.render_timeout_s,
                                push_timeout_s=svc.config.push_timeout_s)
+            swept = True
             log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s", counts["renders"],
                      counts["pushes"], counts["given_up"], counts["takedowns"])
         except RedisError as exc:
@@ -109,7 +111,7 @@ def run_sweeper(svc: Services, *, interval_s: float = 60.0, once: bool = False) 
         finally:
             svc.db.remove()
         if once:
-            return
+            return swept
         time.sleep(interval_s)
 
 

@@ -20,17 +20,22 @@ PUBSUB_POLL_S = 1.0
 
 
 class Worker(SimpleWorker):
-    """RQ's SimpleWorker, its command listener (pub/sub thread) waking every PUBSUB_POLL_S.
+    """RQ's SimpleWorker, its command listener (pub/sub thread) waking every PUBSUB_POLL_S instead of 60 s.
 
-    RQ listens with a 60 s wait, and redis-py 8.2's PubSubWorkerThread.stop() waits for the thread
-    without a bound: a worker told to stop (SIGTERM, a deploy) could take a minute to exit, when the
-    thread was in that wait as RQ unsubscribed.
+    Upstream behaviour worked around: RQ 3.0's `Worker.subscribe` starts the listener with
+    `pubsub.run_in_thread(sleep_time=60)`. When the worker stops, RQ's `unsubscribe()` unsubscribes and then
+    calls `PubSubWorkerThread.stop()`, which in redis-py 8.2 joins the thread with no timeout; the thread,
+    left without a subscription, sits in `PubSub.get_message(timeout=60)` waiting for one. A worker told to
+    stop (SIGTERM, a deploy) could so take up to a minute to exit after its last job. This is RQ's subscribe
+    with only the wait changed; without it, test_a_stopping_worker_leaves_its_command_listener_at_once
+    (tests/jobs/test_worker_shutdown.py) takes 60 s and fails.
     """
 
     def subscribe(self) -> None:
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
+        # RQ's __init__ sets this attribute to None without an annotation, so mypy takes its type to be None.
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
             sleep_time=PUBSUB_POLL_S, daemon=True, exception_handler=self._pubsub_exception_handler)
 
 

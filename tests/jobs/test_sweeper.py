@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from catalog_service.models import Asset, AssetKind, Product, PushStatus, Render, RenderStatus
-from jobs.queues import redis_connection
-from jobs.sweeper import MAX_ATTEMPTS, due, sweep
+from catalog_service.services import redis_connection
+from jobs.queues import RENDERS, get_queue
+from jobs.sweeper import GRACE_S, MAX_ATTEMPTS, due, sweep
 from support import run_jobs
 
+pytestmark = pytest.mark.both_databases  # database behaviour: on PostgreSQL too
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+CATALOG_SERVICE = Path(sys.executable).parent / "catalog-service"
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
@@ -52,8 +59,8 @@ def test_a_webhook_taken_while_redis_was_down_is_rendered_after_the_sweep(
     body = webhooks.send("product.created", {"id": 3, "title": "Cup", "images": [{"id": 1, "src": src}]}).get_json()
     assert body["queued"] is False
     app.extensions["catalog"].redis = redis
-    assert run_sweep(app, redis, now=dt.datetime.now(dt.timezone.utc))["renders"] == 0  # still in its grace
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
+    assert run_sweep(app, redis, now=dt.datetime.now(dt.UTC))["renders"] == 0  # still in its grace
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
     assert run_sweep(app, redis, now=later)["renders"] == 1
     run_jobs(app, redis)
     with app.app_context():
@@ -86,3 +93,41 @@ def test_a_finished_render_with_assets_never_pushed_gets_its_push(app, redis, sh
                               content_type="image/png", width=1, height=1, bytes=1))
     assert run_sweep(app, redis)["pushes"] == 1
     assert redis.lrange("rq:queue:pushes", 0, -1) == [f"push-{render_id}".encode()]
+
+
+def test_a_render_redis_lost_is_brought_to_done_by_the_sweeper_command_and_a_worker(
+        app, redis, webhooks, image_server, model_session, worker_env) -> None:
+    """Redis flushed after intake: `catalog-service sweeper --once` queues the render again; a worker finishes it."""
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    body = webhooks.send("product.created", {"id": 4, "title": "Cup", "images": [{"id": 1, "src": src}]}).get_json()
+    assert body["queued"] is True
+    redis.flushall()  # Redis restarted empty: the job is gone, the row still waits
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            past_grace = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=GRACE_S + 60)
+            session.execute(update(Render).where(Render.id == body["render_id"]).values(updated_at=past_grace))
+
+    sweeper = subprocess.run([str(CATALOG_SERVICE), "sweeper", "--once"], env=worker_env, capture_output=True,
+                             text=True, timeout=120)
+
+    assert sweeper.returncode == 0, sweeper.stderr
+    assert get_queue(RENDERS, redis).get_job_ids() == [f"render-{body['render_id']}"]
+    # The worker in this process (tests/support.py), as `catalog-service worker --burst` runs it: a worker
+    # process of its own would load the cutout model again for one render.
+    run_jobs(app, redis)
+    with app.app_context():
+        render = app.extensions["catalog_db"].session().get(Render, body["render_id"])
+        assert render.status == RenderStatus.SUCCEEDED
+        assert {a.kind for a in render.assets} >= {AssetKind.CUTOUT}
+        assert {a.push_status for a in render.assets} == {PushStatus.PUSHED}
+
+
+def test_the_sweeper_command_once_with_redis_down_exits_with_failure(worker_env) -> None:
+    """`sweeper --once` under cron: when Redis does not answer, the run fails (exit 1) instead of passing silently."""
+    env = {**worker_env, "CATALOG_REDIS_URL": "redis://127.0.0.1:1/0"}
+
+    sweeper = subprocess.run([str(CATALOG_SERVICE), "sweeper", "--once"], env=env, capture_output=True, text=True,
+                             timeout=120)
+
+    assert sweeper.returncode == 1, sweeper.stderr
+    assert "Redis does not answer" in sweeper.stderr
