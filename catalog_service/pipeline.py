@@ -1,6 +1,7 @@
 """The render core: source photo bytes in, encoded assets out. No database, no queue, no Flask.
 
-jobs/render.py loads the rows, calls make_assets(), and saves what comes back.
+jobs/render.py loads the rows, calls make_assets() with a callback that keeps each scene the moment it is
+made (a paid call must be recorded when it is made, whatever fails after it), and saves what comes back.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import contextvars
 import dataclasses
 import io
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 
 from PIL import Image
@@ -18,7 +19,7 @@ from PIL import Image
 from .imaging.cutout import WHITE_JPEG_QUALITY, CutoutOptions, encode_cutout, remove_background, white_variant
 from .imaging.encode import CONTENT_TYPES, EXTENSIONS, encode
 from .imaging.overlay import draw_badge
-from .scenes.base import ProductInfo, ProviderError, SceneProvider, ScenePreset, SceneRequest
+from .scenes.base import ProductInfo, ProviderError, ScenePreset, SceneProvider, SceneRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,14 +74,21 @@ def cutout_options(cutout_settings: Mapping[str, Any], max_side_cap: int) -> Cut
     )
 
 
+SceneMade = Callable[[MadeAsset], None]
+"""Called with each scene as soon as it is made, on the calling thread."""
+
+
 def make_assets(
-    source: bytes, plan: RenderPlan, *, session: Any, provider: SceneProvider, final_attempt: bool = True
+    source: bytes, plan: RenderPlan, *, session: Any, provider: SceneProvider, final_attempt: bool = True,
+    on_scene: SceneMade | None = None,
 ) -> PipelineResult:
     """Cutout, white variant and scenes for one source photo.
 
-    A bad photo raises ImageRejected (nothing can be made). The scenes are made concurrently; one that
-    fails permanently, or would pass the budget, is recorded in `errors` while the others still ship; a
-    transient provider failure is raised so the job can be retried, unless this is the final attempt:
+    A bad photo raises ImageRejected (nothing can be made). The scenes are made concurrently; each one
+    made is handed to `on_scene` at once (before any other scene's failure can end the call), so the
+    caller keeps it and records its cost. One that fails permanently, or would pass the budget, is
+    recorded in `errors` while the others still ship; a transient provider failure is raised once every
+    scene has finished, so the job can be retried for the missing ones, unless this is the final attempt:
     then it is recorded too, and the cutout and the other scenes ship without it.
     """
     timings: dict[str, int] = {}
@@ -118,14 +126,11 @@ def make_assets(
             continue
         calls.append(request)
 
-    # Each scene runs in a copy of this thread's context, so its log lines keep the render and shop ids.
-    contexts = [contextvars.copy_context() for _ in calls]
-    with ThreadPoolExecutor(max_workers=max(1, min(plan.concurrency, len(calls) or 1))) as pool:
-        outcomes = list(pool.map(lambda pair: pair[0].run(_scene, provider, pair[1]), zip(contexts, calls)))
-    transient = next((outcome for outcome in outcomes if isinstance(outcome, ProviderError) and outcome.retryable), None)
+    outcomes = _run_scenes(provider, calls, plan.concurrency, on_scene)
+    transient = next((out for out in outcomes if isinstance(out, ProviderError) and out.retryable), None)
     if transient is not None and not final_attempt:
         raise transient
-    for request, outcome in zip(calls, outcomes):
+    for request, outcome in zip(calls, outcomes, strict=True):
         name = request.preset.name
         if isinstance(outcome, ProviderError):
             errors.append({"preset": name, "reason": outcome.reason, "message": str(outcome)})
@@ -134,6 +139,33 @@ def make_assets(
         assets.append(scene)
         timings[f"scene:{name}"] = elapsed_ms
     return PipelineResult(assets=assets, errors=errors, timings_ms=timings)
+
+
+_Outcome = tuple[MadeAsset, int] | ProviderError
+
+
+def _run_scenes(
+    provider: SceneProvider, calls: list[SceneRequest], concurrency: int, on_scene: SceneMade | None
+) -> list[_Outcome]:
+    """Every call's outcome, in the order of `calls`; each made scene goes to `on_scene` as it finishes."""
+    outcomes: dict[int, _Outcome] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calls) or 1))) as pool:
+        # Each scene runs in a copy of this thread's context, so its log lines keep the render and shop ids.
+        futures: dict[Future[_Outcome], int] = {
+            pool.submit(contextvars.copy_context().run, _scene, provider, request): index
+            for index, request in enumerate(calls)
+        }
+        try:
+            for future in as_completed(futures):
+                outcome = outcomes[futures[future]] = future.result()
+                if on_scene is not None and not isinstance(outcome, ProviderError):
+                    on_scene(outcome[0])
+        except BaseException:
+            # The caller could not keep a scene (or the job timed out): start no more paid calls.
+            for future in futures:
+                future.cancel()
+            raise
+    return [outcomes[index] for index in range(len(calls))]
 
 
 def _scene(provider: SceneProvider, request: SceneRequest) -> tuple[MadeAsset, int] | ProviderError:

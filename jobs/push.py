@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import string
-
-from rq import get_current_job
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from catalog_service.services import current
+from catalog_service.connectors import connector_for
 from catalog_service.logs import bind, log_context
 from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
 from catalog_service.schemas import settings_with_defaults
-from catalog_service.connectors import connector_for
-from catalog_service.stores.base import PushAsset, StoreError, asset_filename
+from catalog_service.services import current
+from catalog_service.stores.base import PushAsset, PushResult, StoreConnector, StoreError, asset_filename
+
+from .common import retry_or_fail
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,14 @@ def push_render(render_id: int) -> None:
         svc.db.remove()
 
 
+_Pending = tuple[int, str, dict[str, str]]
+"""An asset waiting to be pushed: its id, its storage key and its description (_describe)."""
+
+
 def _run(render_id: int) -> None:
     svc = current()
+    connector: StoreConnector | None = None
+    unusable: StoreError | None = None
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         if render is None:
@@ -43,7 +52,7 @@ def _run(render_id: int) -> None:
         try:
             connector = connector_for(shop, svc.config, svc.db)
         except StoreError as exc:
-            connector, unusable = None, exc
+            unusable = exc
         settings = settings_with_defaults(shop.settings)
         template = settings["alt_template"]
         product = render.product
@@ -52,47 +61,50 @@ def _run(render_id: int) -> None:
             for asset in render.assets if asset.push_status == PushStatus.PENDING
         ]
         product_id = product.external_id
-        # Our earlier pushed images of this product, for "replace on regenerate".
-        earlier = [] if settings["on_regenerate"] != "replace" else [
-            (asset.id, asset.external_id) for asset in session.scalars(
-                select(Asset).join(Render, Asset.render_id == Render.id).where(
-                    Render.product_id == render.product_id, Render.id < render.id,
-                    Asset.push_status == PushStatus.PUSHED, Asset.external_id.is_not(None)))
-        ]
+        earlier = _replaced(session, render) if settings["on_regenerate"] == "replace" else []
     svc.db.remove()
 
     if connector is None:
         # No usable credentials (or the token endpoint is down): say so on every asset; retry if it may pass.
-        job = get_current_job()
-        retry = unusable.retryable and job is not None and job.retries_left
-        for asset_id, _key, _describe_ in pending:
-            _record(asset_id, error=str(unusable), final=not retry)
-        if retry:
-            raise unusable
+        assert unusable is not None
+        asset_ids = [asset_id for asset_id, _key, _described in pending]
+        _failed(unusable, asset_ids)
         return
     try:
         _push_all_of(render_id, connector, product_id, pending)
-        if earlier and hasattr(connector, "delete_asset"):
+        if earlier and connector.can_delete:
             _remove_earlier(render_id, connector, product_id, earlier)
     finally:
-        if hasattr(connector, "close"):
-            connector.close()  # its HTTP session: one per push job, never leaked
+        connector.close()  # its HTTP session: one per push job, never leaked
 
 
-def _push_all_of(render_id: int, connector, product_id: str, pending: list) -> None:  # type: ignore[no-untyped-def, type-arg]
+def _replaced(session: Session, render: Render) -> list[tuple[int, str]]:
+    """Our pushed images this render's push takes off the product ("replace on regenerate"): a refined
+    scene replaces the version it was made from; a render, every earlier render's images of the product."""
+    query = select(Asset).where(Asset.push_status == PushStatus.PUSHED, Asset.external_id.is_not(None))
+    refine = render.options.get("refine")
+    if refine:
+        query = query.where(Asset.id == refine["asset_id"])
+    else:
+        query = query.join(Render, Asset.render_id == Render.id).where(
+            Render.product_id == render.product_id, Render.id < render.id)
+    return [(asset.id, asset.external_id or "") for asset in session.scalars(query)]
+
+
+def _push_all_of(render_id: int, connector: StoreConnector, product_id: str, pending: list[_Pending]) -> None:
     svc = current()
     batch = [(asset_id, PushAsset(data=svc.storage.get(key), **describe)) for asset_id, key, describe in pending]
-    push_all = getattr(connector, "push_all", None)
-    if push_all is not None and batch:
-        # A connector that announces a render's assets in one message (the callback) gets them together.
-        _push(render_id, [asset_id for asset_id, _ in batch], lambda: push_all(product_id, [a for _, a in batch]))
-        return
-    for asset_id, asset in batch:
-        _push(render_id, [asset_id], lambda asset=asset: [connector.push_asset(product_id, asset)])
+    # A connector that announces a render's assets in one message (the callback) gets them together;
+    # otherwise each asset goes alone, so each one's outcome is recorded as it happens.
+    groups = [batch] if connector.pushes_together and batch else [[item] for item in batch]
+    for group in groups:
+        assets = [asset for _, asset in group]
+        _push(render_id, [asset_id for asset_id, _ in group], functools.partial(connector.push_all, product_id, assets))
 
 
-def _remove_earlier(render_id: int, connector, product_id: str, earlier: list[tuple[int, str]]) -> None:  # type: ignore[no-untyped-def]
-    """Take our previous renders' images off the product once this render's are on it."""
+def _remove_earlier(render_id: int, connector: StoreConnector, product_id: str,
+                    earlier: list[tuple[int, str]]) -> None:
+    """Take our previous images off the product once this render's are on it."""
     svc = current()
     with svc.db.transaction() as session:
         statuses = session.scalars(select(Asset.push_status).where(Asset.render_id == render_id)).all()
@@ -110,23 +122,27 @@ def _remove_earlier(render_id: int, connector, product_id: str, earlier: list[tu
                 asset.push_status = PushStatus.REMOVED
 
 
-def _push(render_id: int, asset_ids: list[int], send) -> None:  # type: ignore[no-untyped-def]
+def _push(render_id: int, asset_ids: list[int], send: Callable[[], Sequence[PushResult]]) -> None:
     """Send, then record each asset's outcome; a transient failure is raised for RQ to retry while retries last."""
     try:
         results = send()
     except StoreError as exc:
-        job = get_current_job()
-        retry = exc.retryable and job is not None and job.retries_left
-        for asset_id in asset_ids:
-            _record(asset_id, error=str(exc), final=not retry)
-        log.warning("render=%s assets=%s push failed (retry=%s): %s", render_id, asset_ids, bool(retry), exc)
-        if retry:
-            raise
+        log.warning("render=%s assets=%s push failed: %s", render_id, asset_ids, exc)
+        _failed(exc, asset_ids)
         return
-    for asset_id, result in zip(asset_ids, results):
+    for asset_id, result in zip(asset_ids, results, strict=True):
         _record(asset_id, external_id=result.external_id, url=result.url)
         log.info("render=%s asset=%s pushed external_id=%s created=%s", render_id, asset_id,
                  result.external_id, result.created)
+
+
+def _failed(exc: StoreError, asset_ids: list[int]) -> None:
+    """The error on each asset: `failed` for good on the last attempt; raised for RQ while a retry may help."""
+    def record(error: str, *, final: bool) -> None:
+        for asset_id in asset_ids:
+            _record(asset_id, error=error, final=final)
+
+    retry_or_fail(exc, lambda error: record(error, final=True), on_retry=lambda error: record(error, final=False))
 
 
 def _describe(asset: Asset, product_id: str, title: str, template: str) -> dict[str, str]:
@@ -185,30 +201,26 @@ def _take_down(asset_id: int) -> None:
         assert shop is not None
         bind(shop=shop.id, render=asset.render_id)
         product_id, external_id = asset.render.product.external_id, asset.external_id
+        connector: StoreConnector | None = None
         try:
-            connector, unusable = connector_for(shop, svc.config, svc.db), None
+            connector = connector_for(shop, svc.config, svc.db)
         except StoreError as exc:
-            connector, unusable = None, exc
+            unusable = exc
     svc.db.remove()
     try:
-        if unusable is not None:
+        if connector is None:
             raise unusable
-        delete = getattr(connector, "delete_asset", None)
-        if delete is None:
+        if not connector.can_delete:
             _taken_down(asset_id, error="This shop's platform does not let us take images off; "
                                         "remove it in the shop's admin.")
             return
         if external_id:
-            delete(product_id, external_id)
+            connector.delete_asset(product_id, external_id)
     except StoreError as exc:
-        job = get_current_job()
-        if exc.retryable and job is not None and job.retries_left:
-            log.warning("asset=%s takedown failed, will retry: %s", asset_id, exc)
-            raise
-        _taken_down(asset_id, error=f"It could not be taken off the shop: {exc}")
+        retry_or_fail(exc, lambda error: _taken_down(asset_id, error=f"It could not be taken off the shop: {error}"))
         return
     finally:
-        if hasattr(connector, "close"):
+        if connector is not None:
             connector.close()
     _taken_down(asset_id)
     log.info("asset=%s taken off product=%s external_id=%s", asset_id, product_id, external_id)

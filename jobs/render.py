@@ -1,30 +1,30 @@
-"""The render job: load the Render, release the database, run the pipeline, save the assets."""
+"""The render job: load the Render, release the database, run the pipeline (keeping each scene as it is made), save."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
-from rq import get_current_job
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from catalog_service.services import current
 from catalog_service.http import FetchError, fetch
 from catalog_service.imaging.cutout import get_session
 from catalog_service.imaging.errors import ImageRejected
 from catalog_service.logs import log_context
-from catalog_service.models import (
-    Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, UsageRecord, utcnow,
-)
-from catalog_service.pipeline import PipelineResult, RenderPlan, cutout_options, make_assets
+from catalog_service.models import Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, utcnow
+from catalog_service.pipeline import MadeAsset, PipelineResult, RenderPlan, cutout_options, make_assets
 from catalog_service.scenes import presets_for
-from catalog_service.scenes.base import ProductInfo, ProviderError, SceneProvider, UnavailableProvider
+from catalog_service.scenes.base import ProductInfo, ProviderError
 from catalog_service.schemas import preset_from_settings, settings_with_defaults
 from catalog_service.security import shop_key
+from catalog_service.services import current
 from catalog_service.shop_settings import spent_this_month
 from catalog_service.storage import AssetStorage
 
-from .queues import enqueue_push
+from .common import fail_render, publishes, queue_push, record_usage, retries_left, retry_or_fail, scene_provider
+from .refine import refine_scene
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ def render_product(render_id: int) -> None:
         svc.db.remove()
         with log_context(render=render_id, shop=shop_id, job="render"):
             if refine:
-                from .refine import refine_scene
-
                 refine_scene(render_id)
             else:
                 _run(render_id)
@@ -71,54 +69,50 @@ def _run(render_id: int) -> None:
         attempt, shop_id = render.attempts, shop.id
         settings = settings_with_defaults(shop.settings)
         sources = [image.src for image in render.product.images]
-        inputs = _plan_inputs(session, shop, settings, render.options, render.product)
+        inputs = _plan_inputs(session, shop, settings, render)
     # The session is released here: nothing below holds a database connection while it fetches and renders.
     svc.db.remove()
-    log.info("render=%s shop=%s stage=start attempt=%s", render_id, shop_id, attempt)
+    log.info("render=%s shop=%s stage=start attempt=%s kept=%s", render_id, shop_id, attempt,
+             ",".join(inputs["kept"]) or "-")
 
-    provider = _provider(settings["provider"])
+    provider = scene_provider(settings["provider"])
     plan = _plan(svc.storage, inputs)
+    publish_mode = settings["publish_mode"]
     try:
         if not sources:
             raise RenderFailed("The product has no images to work from.")
         source = _fetch_source(sources[0])
-        job = get_current_job()
         result = make_assets(
             source, plan, session=get_session(svc.config.cutout_model, svc.config.model_dir), provider=provider,
-            final_attempt=job is None or not job.retries_left,
+            final_attempt=not retries_left(),
+            on_scene=lambda made: _keep_scene(render_id, made, publish_mode),
         )
     except (RenderFailed, ImageRejected) as exc:
-        _finish_failed(render_id, str(exc))
+        fail_render(render_id, str(exc))
         return
     except (FetchError, ProviderError) as exc:
-        # Transient: RQ retries with backoff. On the last attempt the failure is written to the row instead.
-        job = get_current_job()
-        if job is not None and job.retries_left:
-            log.warning("render=%s shop=%s transient failure, will retry: %s", render_id, shop_id, exc)
-            raise
-        _finish_failed(render_id, str(exc))
+        # Transient: RQ retries with backoff, and the retry makes only the scenes still missing.
+        # On the last attempt the failure is written to the row instead.
+        retry_or_fail(exc, lambda reason: fail_render(render_id, reason))
         return
 
-    _save(render_id, result, settings["publish_mode"])
+    _save(render_id, result, publish_mode)
     log.info("render=%s shop=%s stage=done assets=%s errors=%s ms=%s", render_id, shop_id,
              len(result.assets), len(result.errors), result.timings_ms)
 
 
-def _provider(name: str) -> SceneProvider:
-    """The shop's provider; one that cannot be built refuses every scene with the reason, and cutouts still ship."""
-    try:
-        return current().provider(name)
-    except ProviderError as exc:
-        return UnavailableProvider(str(exc), reason=exc.reason)
+def _plan_inputs(session: Session, shop: Shop, settings: dict[str, Any], render: Render) -> dict[str, Any]:
+    """Everything the plan needs from the database, read while the session is open.
 
-
-def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) -> dict:  # type: ignore[no-untyped-def]
-    """Everything the plan needs from the database, read while the session is open."""
+    Scenes an earlier attempt of this render already made (and paid for) are kept, not planned again.
+    """
     svc = current()
+    options, product = render.options, render.product
     provider_name = settings["provider"] or svc.config.scene_provider
     custom = {p["name"]: preset_from_settings(p) for p in settings["presets"]}
-    presets = presets_for(options.get("scenes") or settings["scene_presets"], provider=provider_name,
-                          brand_color=settings["brand_color"], custom=custom)
+    kept = {asset.preset for asset in render.assets if asset.kind == AssetKind.SCENE}
+    wanted = presets_for(options.get("scenes") or settings["scene_presets"], provider=provider_name,
+                         brand_color=settings["brand_color"], custom=custom)
     refs = session.execute(
         select(ReferenceImage.id, ReferenceImage.storage_key).where(ReferenceImage.shop_id == shop.id)
         .order_by(ReferenceImage.id)
@@ -131,10 +125,12 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
 
     # A manual regenerate may name its references; otherwise every reference photo of the shop.
     default_keys = keys_for(options.get("reference_image_ids") or list(keys_by_id))
+    # What this month's paid calls cost so far, earlier attempts of this render included.
     spent = spent_this_month(session, shop.id)
     return {
         "settings": settings,
-        "presets": presets,
+        "presets": [preset for preset in wanted if preset.name not in kept],
+        "kept": sorted(kept),
         "default_keys": default_keys,
         "preset_keys": {p["name"]: keys_for(p["reference_image_ids"]) for p in settings["presets"]
                         if p["reference_image_ids"]},
@@ -150,7 +146,7 @@ def _plan_inputs(session, shop: Shop, settings: dict, options: dict, product) ->
     }
 
 
-def _plan(storage: AssetStorage, inputs: dict) -> RenderPlan:  # type: ignore[type-arg]
+def _plan(storage: AssetStorage, inputs: dict[str, Any]) -> RenderPlan:
     svc = current()
     settings = inputs["settings"]
     cutout_settings = settings["cutout"]
@@ -189,52 +185,53 @@ def _fetch_source(url: str) -> bytes:
         raise
 
 
-def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
+def _keep_scene(render_id: int, made: MadeAsset, publish_mode: str) -> None:
+    """A scene the moment it is made: stored, its Asset row and the record of its cost committed at once,
+    so a later failure of another scene loses neither, and a retry finds it and does not pay for it again."""
     svc = current()
-    stored = [(made, svc.storage.put(made.data, ext=made.ext)) for made in result.assets]
+    key = svc.storage.put(made.data, ext=made.ext)
+    with svc.db.transaction() as session:
+        render = session.get(Render, render_id)
+        if render is None:
+            log.info("render=%s deleted while running; scene %s dropped", render_id, made.preset)
+            return
+        record_usage(session, render.shop_id, render.id, made, quality=made.quality)
+        if render.status == RenderStatus.CANCELLED:
+            return  # the product was deleted or the app uninstalled while we worked: the cost counts, the scene not
+        _set_asset(session, render, made, key, publish_mode)
+    log.info("render=%s scene=%s kept cost_usd=%.4f", render_id, made.preset, made.cost_usd)
+
+
+def _set_asset(session: Session, render: Render, made: MadeAsset, key: str, publish_mode: str) -> None:
+    """The render's row for this kind and preset; a re-run overwrites it instead of adding a duplicate."""
+    asset = next((a for a in render.assets if (a.kind, a.preset) == (AssetKind(made.kind), made.preset)), None)
+    if asset is None:
+        asset = Asset(shop_id=render.shop_id, render_id=render.id, kind=AssetKind(made.kind), preset=made.preset)
+        render.assets.append(asset)
+    asset.storage_key, asset.content_type = key, made.content_type
+    asset.width, asset.height, asset.bytes = made.width, made.height, len(made.data)
+    asset.cost_usd = made.cost_usd
+    asset.push_status = PushStatus.PENDING if publish_mode == "auto" else PushStatus.HELD
+
+
+def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
+    """The free assets (cutout, white) and the render's outcome; its scenes were kept as they were made."""
+    svc = current()
+    free = [made for made in result.assets if made.kind != "scene"]
+    stored = [(made, svc.storage.put(made.data, ext=made.ext)) for made in free]
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         if render is None or render.status == RenderStatus.CANCELLED:
-            # The product was deleted or the app uninstalled while we worked: keep nothing.
+            # The product was deleted or the app uninstalled while we worked: keep nothing more.
             log.info("render=%s cancelled while running; results dropped", render_id)
             return
-        existing = {(asset.kind, asset.preset): asset for asset in render.assets}
         for made, key in stored:
-            # A re-run of the same render overwrites its rows instead of adding duplicates.
-            asset = existing.get((AssetKind(made.kind), made.preset))
-            if asset is None:
-                asset = Asset(shop_id=render.shop_id, render_id=render.id, kind=AssetKind(made.kind), preset=made.preset)
-                session.add(asset)
-            asset.storage_key, asset.content_type = key, made.content_type
-            asset.width, asset.height, asset.bytes = made.width, made.height, len(made.data)
-            asset.cost_usd = made.cost_usd
-            asset.push_status = PushStatus.PENDING if publish_mode == "auto" else PushStatus.HELD
-        for made in result.assets:
-            if made.usage or made.cost_usd:
-                # One priced record per paid call: what the shop's usage page and budget add up.
-                session.add(UsageRecord(
-                    shop_id=render.shop_id, render_id=render.id, provider=made.provider or "unknown",
-                    model=made.model, quality=made.quality,
-                    input_text_tokens=made.usage.get("input_text_tokens", 0),
-                    input_image_tokens=made.usage.get("input_image_tokens", 0),
-                    output_tokens=made.usage.get("output_tokens", 0), cost_usd=made.cost_usd,
-                ))
+            _set_asset(session, render, made, key, publish_mode)
         render.errors = result.errors
         render.timings = result.timings_ms
         render.status = RenderStatus.PARTIAL if result.errors else RenderStatus.SUCCEEDED
         render.last_error = "; ".join(f"{e['preset']}: {e['message']}" for e in result.errors) or None
         render.finished_at = utcnow()
-        shop_active = render.product.deleted is False and session.get(Shop, render.shop_id).active
-    if publish_mode == "auto" and shop_active:
-        enqueue_push(svc.redis, render_id, timeout_s=svc.config.push_timeout_s)
-
-
-def _finish_failed(render_id: int, message: str) -> None:
-    svc = current()
-    with svc.db.transaction() as session:
-        render = session.get(Render, render_id)
-        if render is not None:
-            render.status = RenderStatus.FAILED
-            render.last_error = message
-            render.finished_at = utcnow()
-    log.warning("render=%s stage=failed error=%s", render_id, message)
+        push = publishes(session, render, publish_mode)
+    if push:
+        queue_push(render_id)

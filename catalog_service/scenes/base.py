@@ -26,6 +26,13 @@ class SceneRefused(ProviderError):
     """Permanent for this request: content policy, invalid input, budget."""
 
 
+class NotSupported(SceneRefused):
+    """Permanent: this provider cannot do what was asked (refine a scene, for one); the message says which can."""
+
+    def __init__(self, message: str, *, reason: str = "not_supported") -> None:
+        super().__init__(message, reason=reason)
+
+
 @dataclasses.dataclass(frozen=True)
 class ProductInfo:
     """What the prompt and the compositor may know about the product."""
@@ -83,6 +90,8 @@ class SceneResult:
 
 
 class SceneProvider(Protocol):
+    """A scene provider. Every method is present on every provider; one it cannot do raises NotSupported."""
+
     name: str
 
     def generate(self, request: SceneRequest) -> SceneResult:
@@ -91,6 +100,14 @@ class SceneProvider(Protocol):
 
     def estimate_cost(self, request: SceneRequest) -> float:
         """What generate() would cost at most, in USD, before making the call (0 for free providers)."""
+        ...
+
+    def refine(
+        self, *, image_png: bytes, instruction: str, mask_png: bytes | None = None, size: str = "auto",
+        quality: str = "medium", model: str | None = None, shop_key: str = "", preset: str = "refine",
+    ) -> SceneResult:
+        """A new version of a made scene from the merchant's instruction (only the mask's transparent area
+        changes, when one is given); ProviderError, or NotSupported where the provider cannot edit images."""
         ...
 
 
@@ -106,4 +123,10 @@ class UnavailableProvider:
         return 0.0
 
     def generate(self, request: SceneRequest) -> SceneResult:
+        raise SceneRefused(self.message, reason=self.reason)
+
+    def refine(
+        self, *, image_png: bytes, instruction: str, mask_png: bytes | None = None, size: str = "auto",
+        quality: str = "medium", model: str | None = None, shop_key: str = "", preset: str = "refine",
+    ) -> SceneResult:
         raise SceneRefused(self.message, reason=self.reason)

@@ -9,18 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from PIL import Image
-from PIL import ImageColor
+from PIL import Image, ImageColor
 
 from catalog_service.imaging import compose
-from catalog_service.imaging.encode import CONTENT_TYPES
-from catalog_service.imaging.encode import encode
+from catalog_service.imaging.encode import CONTENT_TYPES, encode
 from catalog_service.imaging.errors import ImageRejected
 from catalog_service.imaging.load import load_image
-from catalog_service.scenes.base import ScenePreset
-from catalog_service.scenes.base import SceneRefused
-from catalog_service.scenes.base import SceneRequest
-from catalog_service.scenes.base import SceneResult
+from catalog_service.scenes.base import NotSupported, ScenePreset, SceneRefused, SceneRequest, SceneResult
 
 MODEL = "compositor-v1"
 JPEG_QUALITY = 90
@@ -156,6 +151,13 @@ class CompositorProvider:
             model=MODEL,
             cost_usd=0.0,
         )
+
+    def refine(
+        self, *, image_png: bytes, instruction: str, mask_png: bytes | None = None, size: str = "auto",
+        quality: str = "medium", model: str | None = None, shop_key: str = "", preset: str = "refine",
+    ) -> SceneResult:
+        """Drawing cannot follow a free-text instruction: refused, naming the provider that can."""
+        raise NotSupported("Refining a scene needs the OpenAI provider; choose it in settings.")
 
 
 def _check_preset(preset: ScenePreset) -> compose.Size:

@@ -26,18 +26,16 @@ import openai
 from openai.types import ImageModel
 from PIL import Image
 
-from catalog_service.imaging.encode import CONTENT_TYPES
-from catalog_service.imaging.encode import encode
-from catalog_service.scenes.base import ProviderUnavailable
-from catalog_service.scenes.base import SceneRefused
-from catalog_service.scenes.base import SceneRequest
-from catalog_service.scenes.base import SceneResult
+from catalog_service.imaging.encode import CONTENT_TYPES, encode
+from catalog_service.scenes.base import ProviderUnavailable, SceneRefused, SceneRequest, SceneResult
 from catalog_service.scenes.pricing import PriceTable
-from catalog_service.scenes.prompts import MAX_INSTRUCTION_CHARS
-from catalog_service.scenes.prompts import MAX_TEXT_CHARS
-from catalog_service.scenes.prompts import build_prompt
-from catalog_service.scenes.prompts import build_refine_prompt
-from catalog_service.scenes.prompts import clean_text
+from catalog_service.scenes.prompts import (
+    MAX_INSTRUCTION_CHARS,
+    MAX_TEXT_CHARS,
+    build_prompt,
+    build_refine_prompt,
+    clean_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +305,9 @@ class OpenAIProvider:
             references = references[:room]
         for number, reference in enumerate(references, start=1):
             _check_input_image(reference, what=f"Reference image {number}", decode=False)
-            ext, mime = sniff_image(reference)  # type: ignore[misc]  # _check_input_image proved it sniffs
+            sniffed = sniff_image(reference)
+            assert sniffed is not None  # _check_input_image refused anything that does not sniff
+            ext, mime = sniffed
             images.append((f"reference-{number}.{ext}", reference, mime))
 
         text = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from typing import Protocol, Self
 
 import requests
@@ -39,6 +40,10 @@ class UpstreamError(StoreError):
     retryable = True
 
 
+class NotSupported(StoreError):
+    """This platform does not let us do that (take an image off a product, for one); permanent."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PushAsset:
     """One of our assets on its way to a shop product. `key` is stable across retries."""
@@ -60,15 +65,56 @@ class PushResult:
     created: bool = True  # False when the asset was already there (idempotent retry)
 
 
-class OwnsSession:
-    """For connectors that make their own HTTP session: close() it, or use the connector in a `with`."""
+class StoreConnector(Protocol):
+    """A shop platform's connector. Every method is on every connector; the flags say which optional
+    abilities work, and a method whose ability is missing raises NotSupported."""
 
-    _session_to_close: requests.Session | None = None
+    platform: str
+    can_delete: bool
+    """delete_asset works: a newer render's images can replace ours, a rejected one can be taken off."""
+    pushes_together: bool
+    """push_all sends a render's assets in one message, all taken or none; otherwise they go one by one."""
+
+    def push_asset(self, product_id: str, asset: PushAsset) -> PushResult:
+        """Put the asset on the product, once: a second call with the same key creates nothing."""
+        ...
+
+    def push_all(self, product_id: str, assets: Sequence[PushAsset]) -> list[PushResult]:
+        """Put all the assets on the product; the results in the order given."""
+        ...
+
+    def existing_assets(self, product_id: str) -> dict[str, str]:
+        """Our assets already on the product: our key -> the shop's id."""
+        ...
+
+    def delete_asset(self, product_id: str, external_id: str) -> bool:
+        """Take one of our assets off the product (never the merchant's); False when it was not there."""
+        ...
 
     def close(self) -> None:
-        """Close the HTTP session, when the connector made it."""
-        if self._session_to_close is not None:
-            self._session_to_close.close()
+        """Release what the connector holds (its HTTP session); the push job calls it when done."""
+        ...
+
+
+class BaseConnector:
+    """What a connector does when it says nothing else: pushes one by one, cannot delete, holds nothing."""
+
+    platform: str
+    can_delete = False
+    pushes_together = False
+
+    def push_asset(self, product_id: str, asset: PushAsset) -> PushResult:
+        raise NotImplementedError
+
+    def push_all(self, product_id: str, assets: Sequence[PushAsset]) -> list[PushResult]:
+        return [self.push_asset(product_id, asset) for asset in assets]
+
+    def delete_asset(self, product_id: str, external_id: str) -> bool:
+        raise NotSupported(f"{self.platform} does not let us take images off a product; "
+                           "remove it in the shop's admin.")
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def __enter__(self) -> Self:
         return self
@@ -77,16 +123,15 @@ class OwnsSession:
         self.close()
 
 
-class StoreConnector(Protocol):
-    platform: str
+class OwnsSession(BaseConnector):
+    """For connectors that make their own HTTP session: close() it, or use the connector in a `with`."""
 
-    def push_asset(self, product_id: str, asset: PushAsset) -> PushResult:
-        """Put the asset on the product, once: a second call with the same key creates nothing."""
-        ...
+    _session_to_close: requests.Session | None = None
 
-    def existing_assets(self, product_id: str) -> dict[str, str]:
-        """Our assets already on the product: our key -> the shop's id."""
-        ...
+    def close(self) -> None:
+        """Close the HTTP session, when the connector made it."""
+        if self._session_to_close is not None:
+            self._session_to_close.close()
 
 
 # Every file we push carries this marker in its name, so when the shop tells us about the product's

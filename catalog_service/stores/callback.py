@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import requests
 
 from ..http import FetchError, post
 from ..security import hmac_sha256
-from .base import AuthRevoked, NotFound, PushAsset, PushResult, RateLimited, StoreError, UpstreamError
+from .base import AuthRevoked, BaseConnector, NotFound, PushAsset, PushResult, RateLimited, StoreError, UpstreamError
 
 
-class CallbackStore:
+class CallbackStore(BaseConnector):
     """Tells a platform's own endpoint that assets are ready; the platform downloads them from our links.
 
     Exactly once is the receiver's part: every message carries `X-Catalog-Delivery-Id`, the same for the
@@ -21,6 +22,7 @@ class CallbackStore:
     """
 
     platform = "callback"
+    pushes_together = True  # one message per render; the receiver cannot be asked to take an image off
 
     def __init__(
         self, *, callback_url: str, secret: str, asset_url: Callable[[PushAsset], str], allow_private: bool = False,
@@ -34,8 +36,9 @@ class CallbackStore:
 
     def push_all(self, product_id: str, assets: Sequence[PushAsset]) -> list[PushResult]:
         """One message for all of a render's assets."""
-        listed = [{"key": a.key, "kind": a.kind, "filename": a.filename, "content_type": a.content_type,
-                   "bytes": len(a.data), "alt": a.alt, "url": self.asset_url(a)} for a in assets]
+        listed: list[dict[str, Any]] = [
+            {"key": a.key, "kind": a.kind, "filename": a.filename, "content_type": a.content_type,
+             "bytes": len(a.data), "alt": a.alt, "url": self.asset_url(a)} for a in assets]
         body = json.dumps({"event": "assets.ready", "product_id": product_id, "assets": listed},
                           separators=(",", ":")).encode()
         delivery_id = hashlib.sha256(
@@ -57,7 +60,8 @@ class CallbackStore:
         if status >= 500:
             raise UpstreamError(detail)
         if status in (401, 403):
-            raise AuthRevoked(f"{detail} (it should accept our X-Catalog-Signature, made with the shop's webhook secret)")
+            raise AuthRevoked(
+                f"{detail} (it should accept our X-Catalog-Signature, made with the shop's webhook secret)")
         if status in (404, 410):
             raise NotFound(detail)
         raise StoreError(detail)

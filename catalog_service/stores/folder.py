@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from catalog_service.storage import write_atomic
-from catalog_service.stores.base import PushAsset, PushResult, StoreError
+from catalog_service.stores.base import BaseConnector, PushAsset, PushResult, StoreError
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
@@ -37,10 +37,11 @@ def _safe_name(value: object, what: str) -> str:
     return value
 
 
-class FolderStore:
+class FolderStore(BaseConnector):
     """Pushes assets into a local directory tree, one folder per product."""
 
     platform = "folder"
+    can_delete = True
 
     def __init__(self, root: str | os.PathLike[str], shop: str) -> None:
         self.root = pathlib.Path(root).resolve()
@@ -82,7 +83,7 @@ class FolderStore:
                     "bytes": len(asset.data),
                     "sha256": hashlib.sha256(asset.data).hexdigest(),
                     "alt": asset.alt,
-                    "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "pushed_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 }
             )
             body = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
@@ -96,18 +97,21 @@ class FolderStore:
         manifest = _read_manifest(product_dir / MANIFEST_NAME, product_id)
         return {entry["key"]: entry["filename"] for entry in manifest["assets"]}
 
-    def delete_asset(self, product_id: str, external_id: str) -> None:
-        """Take one of our files off the product (replace on regenerate); gone already is fine."""
+    def delete_asset(self, product_id: str, external_id: str) -> bool:
+        """Take one of our files off the product (replace on regenerate); gone already is fine (False)."""
         product_dir = self._product_dir(product_id)
         filename = _safe_name(external_id, "filename")
         if filename == MANIFEST_NAME or not product_dir.exists():
-            return
+            return False
         with _locked(product_dir / LOCK_NAME):
             manifest = _read_manifest(product_dir / MANIFEST_NAME, product_id)
-            manifest["assets"] = [e for e in manifest["assets"] if e["filename"] != filename]
+            kept = [e for e in manifest["assets"] if e["filename"] != filename]
+            there = len(kept) < len(manifest["assets"])
+            manifest["assets"] = kept
             body = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
             write_atomic(product_dir / MANIFEST_NAME, body.encode("utf-8"))
             (product_dir / filename).unlink(missing_ok=True)
+        return there
 
     def _product_dir(self, product_id: str) -> pathlib.Path:
         """The product's folder, proven to be under the root even if a symlink was planted."""

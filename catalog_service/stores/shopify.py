@@ -28,9 +28,9 @@ from typing import Any
 import requests
 
 from catalog_service.stores.base import (
-    OwnsSession,
     AuthRevoked,
     NotFound,
+    OwnsSession,
     PushAsset,
     PushResult,
     RateLimited,
@@ -192,6 +192,7 @@ class ShopifyStore(OwnsSession):
     """Pushes assets to one Shopify shop's products."""
 
     platform = "shopify"
+    can_delete = True
 
     def __init__(
         self,
@@ -270,16 +271,16 @@ class ShopifyStore(OwnsSession):
                 found.setdefault(key, media["id"])
         return found
 
-    def delete_asset(self, product_id: str, external_id: str) -> None:
+    def delete_asset(self, product_id: str, external_id: str) -> bool:
         """Take one of our media off the product (detach; the file stays in the shop's Files).
 
-        Media that is not ours is refused; media already gone is fine (a retried delete).
+        Media that is not ours is refused; media already gone is fine (a retried delete): False.
         """
         gid = product_gid(product_id)
         media = next((m for m in self._product_media(gid) if m.get("id") == external_id), None)
         if media is None:
             log.info("shop=%s product=%s media=%s already gone", self.shop_domain, gid, external_id)
-            return
+            return False
         if key_from_alt(media.get("alt")) is None and not is_our_filename(_media_filename(media)):
             raise StoreError(f"media {external_id} on {gid} is not one of ours; not removing it")
         status = media.get("status")
@@ -287,12 +288,13 @@ class ShopifyStore(OwnsSession):
             # fileUpdate needs a READY file; a failed one of ours is useless, so delete it.
             data = self._graphql(FILE_DELETE, {"fileIds": [external_id]})
             self._raise_user_errors((data.get("fileDelete") or {}).get("userErrors") or [], "fileDelete")
-            return
+            return True
         if status != "READY":
             raise UpstreamError(f"media {external_id} is {status}; it can be removed once READY")
         data = self._graphql(FILE_UPDATE_DETACH, {"files": [{"id": external_id, "referencesToRemove": [gid]}]})
         self._raise_user_errors((data.get("fileUpdate") or {}).get("userErrors") or [], "fileUpdate")
         log.info("shop=%s product=%s media=%s detached", self.shop_domain, gid, external_id)
+        return True
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -42,9 +42,9 @@ from urllib.parse import urlsplit
 import requests
 
 from catalog_service.stores.base import (
-    OwnsSession,
     AuthRevoked,
     NotFound,
+    OwnsSession,
     PushAsset,
     PushResult,
     RateLimited,
@@ -84,6 +84,7 @@ class WooCommerceStore(OwnsSession):
     """Pushes assets onto WooCommerce products; one instance per shop."""
 
     platform = "woocommerce"
+    can_delete = True
 
     def __init__(
         self,
@@ -268,7 +269,7 @@ class WooCommerceStore(OwnsSession):
         if wp:
             if self._wp_auth is None:
                 raise StoreError("a WordPress application password is needed for the media library")
-            auth: tuple[str, str] | None = self._wp_auth  # type: ignore[assignment]
+            auth: tuple[str, str] | None = self._wp_auth
         elif self._https:
             auth = self._consumer
         else:

@@ -36,8 +36,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from PIL import Image
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from .loopback import LoopbackFake
 

@@ -19,9 +19,10 @@ from redis.exceptions import RedisError
 from rq.serializers import JSONSerializer
 
 from catalog_service.models import PushStatus, Render, RenderStatus
+from catalog_service.services import redis_connection
 from catalog_service.shops import create_shop
 from fakes.woocommerce_server import FakeWooCommerce
-from jobs.queues import PUSHES, RENDERS, redis_connection
+from jobs.queues import PUSHES, RENDERS
 from jobs.sweeper import sweep
 from support import requeue_due_retries, run_jobs
 
@@ -66,7 +67,7 @@ def test_renders_queued_when_redis_restarts_with_its_data_gone_all_complete(
         assert redis.llen("rq:queue:renders") == 0
         with app.app_context():
             with app.extensions["catalog_db"].transaction() as session:
-                counts = sweep(session, redis, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))
+                counts = sweep(session, redis, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
         assert counts["renders"] == 3
         run_jobs(app, redis)
         with app.app_context():
@@ -111,6 +112,7 @@ def test_store_failing_for_a_while_then_recovering_gets_every_asset_once(
         assert len(fake.uploads()) == 5
 
 
+@pytest.mark.both_databases
 @pytest.mark.slow
 def test_worker_sigkilled_mid_render_then_another_worker_completes_it(
         app, redis, webhooks, image_server, model_session, worker_env, tmp_path) -> None:

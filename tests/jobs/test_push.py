@@ -70,7 +70,7 @@ def send(webhooks, image_server) -> int:  # type: ignore[no-untyped-def]
 def render_of(app, render_id: int) -> Render:  # type: ignore[no-untyped-def]
     with app.app_context():
         render = app.extensions["catalog_db"].session().get(Render, render_id)
-        render.assets
+        assert render.assets is not None  # loaded while the session is open
         return render
 
 
@@ -130,4 +130,20 @@ def test_review_mode_holds_assets_until_pushed(
     assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "held"
     assert client.post(f"/api/v1/renders/{render_id}/push", headers=auth).status_code == 202
     run_jobs(app, redis)
+    assert len(receiver.messages) == 1
+
+
+@pytest.mark.slow
+def test_rejecting_a_pushed_asset_on_a_callback_shop_says_to_remove_it_there(
+        app, client, redis, webhooks, image_server, receiver, model_session, shop) -> None:
+    """A callback cannot be asked to take an image off: the takedown keeps the asset pushed, with the reason."""
+    render_id = send(webhooks, image_server)
+    run_jobs(app, redis)
+    asset = render_of(app, render_id).assets[0]
+    auth = {"Authorization": f"Bearer {shop[1]}"}
+    assert client.post(f"/api/v1/assets/{asset.id}/reject", headers=auth).status_code == 202
+    run_jobs(app, redis)
+    after = next(a for a in render_of(app, render_id).assets if a.id == asset.id)
+    assert after.push_status == PushStatus.PUSHED
+    assert after.push_error and "remove it in the shop's admin" in after.push_error
     assert len(receiver.messages) == 1

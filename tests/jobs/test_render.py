@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -28,10 +27,11 @@ def load_render(app, render_id: int) -> Render:  # type: ignore[no-untyped-def]
     with app.app_context():
         session = app.extensions["catalog_db"].session()
         render = session.get(Render, render_id)
-        render.assets  # load while the session is open
+        assert render.assets is not None  # loaded while the session is open
         return render
 
 
+@pytest.mark.both_databases
 @pytest.mark.slow
 def test_webhook_to_pushed_assets(app, redis, webhooks, image_server, model_session, tmp_path) -> None:
     """A product photo goes in by webhook; cutout, white and scenes come out on the shop's product."""
@@ -57,8 +57,10 @@ def test_webhook_to_pushed_assets(app, redis, webhooks, image_server, model_sess
     assert all(entry["alt"].startswith("Espresso cup") for entry in manifest["assets"])
 
 
+@pytest.mark.both_databases
 @pytest.mark.slow
-def test_running_the_same_render_twice_adds_nothing(app, redis, webhooks, image_server, model_session, tmp_path) -> None:
+def test_running_the_same_render_twice_adds_nothing(app, redis, webhooks, image_server, model_session,
+                                                    tmp_path) -> None:
     """A re-run of a render (a retry, the sweeper) overwrites its assets instead of duplicating them."""
     from jobs.push import push_render
     from jobs.render import render_product
@@ -101,7 +103,8 @@ def test_not_an_image_fails_the_render_with_a_reason(app, redis, webhooks, image
 
 
 @pytest.mark.slow
-def test_shop_preset_with_exact_text_gets_a_drawn_badge(app, redis, webhooks, image_server, model_session, shop) -> None:
+def test_shop_preset_with_exact_text_gets_a_drawn_badge(app, redis, webhooks, image_server, model_session,
+                                                        shop) -> None:
     """A shop's own preset carrying "NEW" comes out with the badge drawn in its corner."""
     from catalog_service.imaging.overlay import BADGE_FILL
     from catalog_service.models import Shop

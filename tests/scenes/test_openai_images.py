@@ -7,36 +7,38 @@ import dataclasses
 import hashlib
 import io
 import socket
-import sys
 import time
 import typing
-from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+import numpy as np
+import openai
+import pytest
+from openai.types import ImageModel
+from PIL import (
+    Image,
+    ImageDraw,
+)
 
-import numpy as np  # noqa: E402
-import openai  # noqa: E402
-import pytest  # noqa: E402
-from fakes.openai_server import MODERATION_MESSAGE  # noqa: E402
-from fakes.openai_server import FakeOpenAI  # noqa: E402
-from fakes.openai_server import Scripted  # noqa: E402
-from openai.types import ImageModel  # noqa: E402
-from PIL import Image  # noqa: E402
-from PIL import ImageDraw  # noqa: E402
-
-from catalog_service.imaging.encode import encode  # noqa: E402
-from catalog_service.scenes.base import ProductInfo  # noqa: E402
-from catalog_service.scenes.base import ProviderUnavailable  # noqa: E402
-from catalog_service.scenes.base import ScenePreset  # noqa: E402
-from catalog_service.scenes.base import SceneRefused  # noqa: E402
-from catalog_service.scenes.base import SceneRequest  # noqa: E402
-from catalog_service.scenes.openai_images import MAX_INPUT_IMAGES  # noqa: E402
-from catalog_service.scenes.openai_images import MODELS  # noqa: E402
-from catalog_service.scenes.openai_images import OpenAIProvider  # noqa: E402
-from catalog_service.scenes.openai_images import rectangle_mask  # noqa: E402
-from catalog_service.scenes.pricing import PriceTable  # noqa: E402
+from catalog_service.imaging.encode import encode
+from catalog_service.scenes.base import (
+    ProductInfo,
+    ProviderUnavailable,
+    ScenePreset,
+    SceneRefused,
+    SceneRequest,
+)
+from catalog_service.scenes.openai_images import (
+    MAX_INPUT_IMAGES,
+    MODELS,
+    OpenAIProvider,
+    rectangle_mask,
+)
+from catalog_service.scenes.pricing import PriceTable
+from fakes.openai_server import (
+    MODERATION_MESSAGE,
+    FakeOpenAI,
+    Scripted,
+)
 
 API_KEY = "sk-test-0123456789abcdef"
 SHOP_KEY = hashlib.sha256(b"shop-7").hexdigest()[:32]
@@ -257,8 +259,8 @@ def test_rate_limit_with_retry_after_is_retried(fake, make_provider):
 
 
 def test_server_errors_twice_then_success(fake, make_provider):
-    """500 twice, then success, with max_retries=3: the library backs off and the third call succeeds."""
-    fake.fail(500, times=2)
+    """500 twice, then success, with max_retries=3: the library retries and the third call succeeds."""
+    fake.fail(500, retry_after_ms=1, times=2)  # the wait the server asks for, instead of the library's backoff
     result = make_provider(max_retries=3).generate(request())
     assert result.cost_usd > 0
     assert [sent.status for sent in fake.requests] == [500, 500, 200]
