@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from sqlalchemy.orm import object_session
-
 from .config import Config
 from .db import Database
 from .models import Platform, Shop
@@ -44,16 +42,14 @@ def connector_for(shop: Shop, config: Config, db: Database | None = None) -> Sto
 
         return FolderStore(config.folder_store_dir, f"shop-{shop.id}")
     if shop.platform == Platform.SHOPIFY:
-        from .shop_tokens import fresh_token, refresher
+        from .shop_tokens import refresher, token_for
         from .stores.shopify import ShopifyStore
 
-        session = object_session(shop)
-        token = fresh_token(session, shop, config) if session is not None else shop.access_token
-        if not token:
-            raise AuthRevoked("The shop has no Shopify access token: install the app again.")
+        # Refreshed here when it expires soon, one worker per shop at a time (shop_tokens.py).
+        token = token_for(shop, config, db)
         return ShopifyStore(shop_domain=shop.domain, access_token=token, api_version=config.shopify_api_version,
                             api_base_url=shop.api_base_url or config.shopify_admin_url or None,
-                            refresh_token=refresher(db, shop.id, config) if db is not None else None)
+                            refresh_token=refresher(db, shop.id, config, token) if db is not None else None)
     if shop.platform == Platform.WOOCOMMERCE:
         from .stores.woocommerce import WooCommerceStore
 

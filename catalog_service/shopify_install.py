@@ -72,14 +72,15 @@ def callback() -> ResponseReturnValue:
         expected = svc.redis.getdel(f"shopify:oauth-state:{query.get('state', '')}")
     except RedisError:
         abort(503, "The install cannot finish right now; try again in a minute.")
-    if expected is None or expected.decode() != shop:
+    if (expected.decode() if isinstance(expected, bytes) else expected) != shop:
         abort(403, "The install's state is unknown, used or for another shop: start the install again.")
     try:
         tokens = exchange_code(shop, query.get("code", ""), client_id=client_id, client_secret=secret,
                                admin_base_url=svc.config.shopify_admin_url)
     except StoreError as exc:
         abort(502, f"Shopify did not give us a token: {exc}")
-    stored = json.dumps({"refresh_token": tokens.refresh_token, "expires_at": tokens.expires_at})
+    # A fresh pair (and no needs_reauth mark): a reinstall is how a merchant re-authorises us.
+    stored = json.dumps(tokens.stored())
     with svc.db.transaction() as session:
         row = session.scalar(select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == shop))
         api_key = None
@@ -88,7 +89,8 @@ def callback() -> ResponseReturnValue:
         row.access_token, row.credentials, row.active = tokens.access_token, stored, True
         shop_id = row.id
     try:
-        subscribed = register_webhooks(shop, tokens.access_token, uri=f"{svc.config.public_url.rstrip('/')}/webhooks/shopify",
+        subscribed = register_webhooks(shop, tokens.access_token,
+                                       uri=f"{svc.config.public_url.rstrip('/')}/webhooks/shopify",
                                        api_version=svc.config.shopify_api_version,
                                        admin_base_url=svc.config.shopify_admin_url)
     except StoreError as exc:

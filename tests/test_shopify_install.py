@@ -76,6 +76,7 @@ def test_callback_stores_encrypted_tokens_and_subscribes_webhooks(client, shopif
         assert shop.access_token in shopify.valid_tokens
         stored = json.loads(shop.credentials)
         assert stored["refresh_token"] in shopify.refresh_tokens and stored["expires_at"] > time.time() + 3000
+        assert stored["refresh_expires_at"] > time.time() + 89 * 86400  # Shopify's refresh_token_expires_in
         raw = session.execute(text("SELECT access_token, credentials FROM shops")).one()
         assert shop.access_token not in raw[0] and stored["refresh_token"] not in raw[1]
 
@@ -118,3 +119,21 @@ def test_install_without_app_credentials_is_503(client, app) -> None:
     app.extensions["catalog"].config.shopify_api_key = ""
     response = client.get("/shopify/install?shop=x.myshopify.com")
     assert response.status_code == 503 and "CATALOG_SHOPIFY_API_KEY" in response.get_json()["error"]["message"]
+
+
+def test_a_reinstall_clears_needs_reauth(client, shopify, app, app_config) -> None:
+    """A shop marked needs_reauth (its refresh was refused) is whole again once the merchant installs again."""
+    from catalog_service.shop_tokens import needs_reauth
+
+    for _ in range(2):
+        state = install(client, shopify.shop_domain)["state"][0]
+        query = callback_query(shopify, state, shopify.shop_domain)
+        assert client.get(f"/shopify/callback?{signed(query, app_config['shopify_api_secret'])}").status_code == 200
+        db = app.extensions["catalog_db"]
+        with db.transaction() as session:
+            shop = session.scalar(select(Shop))
+            assert not needs_reauth(shop)
+            shop.credentials = json.dumps({**json.loads(shop.credentials), "needs_reauth": True})
+        with db.transaction() as session:
+            assert needs_reauth(session.scalar(select(Shop)))
+        db.remove()

@@ -37,6 +37,12 @@ class Tokens:
     access_token: str
     refresh_token: str | None
     expires_at: float | None  # unix seconds; None for a token that does not expire
+    refresh_expires_at: float | None = None  # when the refresh token lapses (90 days); the merchant must then reinstall
+
+    def stored(self) -> dict[str, float | str | None]:
+        """What the shop keeps beside its access token (encrypted): the refresh token and both expiries."""
+        return {"refresh_token": self.refresh_token, "expires_at": self.expires_at,
+                "refresh_expires_at": self.refresh_expires_at}
 
 
 def admin_url(shop: str, admin_base_url: str = "") -> str:
@@ -81,9 +87,18 @@ def _token_call(shop: str, payload: dict[str, str], admin_base_url: str, now: fl
         access = body["access_token"]
     except (ValueError, KeyError, TypeError):
         raise UpstreamError("Shopify's token answer had no access_token") from None
-    expires_in = body.get("expires_in")
+    expires_in, refresh_expires_in = _seconds(body.get("expires_in")), _seconds(body.get("refresh_token_expires_in"))
     return Tokens(access_token=access, refresh_token=body.get("refresh_token"),
-                  expires_at=now + float(expires_in) if expires_in else None)
+                  expires_at=now + expires_in if expires_in else None,
+                  refresh_expires_at=now + refresh_expires_in if refresh_expires_in else None)
+
+
+def _seconds(value: object) -> float | None:
+    # A refresh has already used up the old refresh token: an odd expiry must not cost us the new pair.
+    try:
+        return float(value) if isinstance(value, (int, float, str)) else None
+    except ValueError:
+        return None
 
 
 def exchange_code(shop: str, code: str, *, client_id: str, client_secret: str, admin_base_url: str = "",

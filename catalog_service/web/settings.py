@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from ..references import MAX_REFERENCE_IMAGES, add_reference_image
 from ..scenes import builtin_presets
 from ..schemas import SETTINGS, PresetSchema, settings_with_defaults
 from ..shop_settings import check_for_shop, spent_this_month
+from ..shop_tokens import needs_reauth
 from .common import MAX_UPLOAD_FILES, bp, shop_page, size_words
 from .forms import LABELS, FormField, describe, errors_for, flatten_errors, parse, value_at
 
@@ -32,7 +33,7 @@ SECTIONS: list[tuple[str, tuple[str, ...]]] = [
 def label_for(path: str) -> str:
     """A field's path in words, for the error summary: "cutout.padding" -> "Cutout: Padding around the product"."""
     parts = path.split(".")
-    words = []
+    words: list[str] = []
     for index, part in enumerate(parts):
         if part.isdigit():
             if index and parts[index - 1] == "presets":
@@ -78,10 +79,12 @@ def render_settings(shop: Shop, values: dict[str, Any], errors: dict[str, list[s
     return render_template(
         "settings.html", shop=shop, values=values, errors=errors or {}, upload_errors=upload_errors or [],
         sections=sections(describe(SETTINGS, model_choices=sorted(MODELS))), preset_fields=describe(PresetSchema()),
-        preset_defaults={**PresetSchema().load({"name": "new-preset"}), "name": ""}, scene_choices=_scene_choices(values),
+        preset_defaults={**PresetSchema().load({"name": "new-preset"}), "name": ""},
+        scene_choices=_scene_choices(values),
         references=_references(shop.id), max_references=MAX_REFERENCE_IMAGES,
         spent=spent_this_month(svc.db.session(), shop.id), budget=settings["monthly_budget_usd"],
         max_upload_bytes=svc.config.max_source_bytes, errors_for=errors_for, value_at=value_at, label_for=label_for,
+        needs_reauth=needs_reauth(shop),
     ), status
 
 
@@ -100,7 +103,10 @@ def settings(shop_id: int) -> ResponseReturnValue:
     except ValidationError as exc:
         return render_settings(shop, submitted, flatten_errors(exc.messages), status=400)
     with svc.db.transaction() as session:
-        session.get(Shop, shop.id).settings = cleaned
+        row = session.get(Shop, shop.id)
+        if row is None:
+            abort(404, "This shop no longer exists.")
+        row.settings = cleaned
     flash("Settings saved.", "success")
     return redirect(url_for("web.settings", shop_id=shop.id))
 
@@ -162,6 +168,8 @@ def delete_reference(shop_id: int, image_id: int) -> ResponseReturnValue:
         key = row.storage_key
         session.delete(row)
         shop = session.get(Shop, shop_id)
+        if shop is None:
+            abort(404, "This shop no longer exists.")
         current = settings_with_defaults(shop.settings)
         if any(image_id in p["reference_image_ids"] for p in current["presets"]):
             for preset in current["presets"]:

@@ -16,6 +16,10 @@ Routes:
 - `POST /admin/api/<version>/graphql.json`: needs `X-Shopify-Access-Token` (401 otherwise).
 - `POST /staged-uploads/<target id>`: the upload target; a multipart form whose parameters come
   first and the file last, with no Shopify token (it is a storage bucket, not the shop).
+- `POST /admin/oauth/access_token`: a code (`expiring=1`) or a refresh token for an expiring pair,
+  answered with `expires_in` and `refresh_token_expires_in` (`refresh_token_lifetime_s`). As at
+  Shopify, one token is active per app and shop: a new pair revokes the previous access and refresh
+  tokens. `token_refreshes` lists the refresh requests.
 
 Media created by `productUpdate` start PROCESSING and turn READY (or FAILED, when scripted) after
 `ready_after_polls` reads of their status. Scripts, each for the next N GraphQL requests:
@@ -38,11 +42,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from graphql import GraphQLError
-from graphql import build_schema
-from graphql import execute
-from graphql import parse
-from graphql import validate
+from graphql import GraphQLError, build_schema, execute, parse, validate
 
 from .loopback import LoopbackFake
 
@@ -158,7 +158,9 @@ type WebhookSubscription { id: ID!  topic: WebhookSubscriptionTopic!  uri: Strin
 type WebhookSubscriptionCreatePayload { webhookSubscription: WebhookSubscription  userErrors: [UserError!]! }
 
 type Mutation {
-  webhookSubscriptionCreate(topic: WebhookSubscriptionTopic!, webhookSubscription: WebhookSubscriptionInput!): WebhookSubscriptionCreatePayload
+  webhookSubscriptionCreate(
+    topic: WebhookSubscriptionTopic!, webhookSubscription: WebhookSubscriptionInput!
+  ): WebhookSubscriptionCreatePayload
   stagedUploadsCreate(input: [StagedUploadInput!]!): StagedUploadsCreatePayload
   productUpdate(product: ProductUpdateInput, media: [CreateMediaInput!]): ProductUpdatePayload
   fileUpdate(files: [FileUpdateInput!]!): FileUpdatePayload
@@ -400,7 +402,8 @@ class _Resolvers:
         with fake._lock:
             if (topic, webhookSubscription["uri"]) in {(w["topic"], w["uri"]) for w in fake.webhooks}:
                 return {"webhookSubscription": None,
-                        "userErrors": [{"field": ["webhookSubscription", "uri"], "message": "Address for this topic has already been taken"}]}
+                        "userErrors": [{"field": ["webhookSubscription", "uri"],
+                                        "message": "Address for this topic has already been taken"}]}
             subscription = {"id": f"gid://shopify/WebhookSubscription/{next(fake._ids)}", "topic": topic,
                             "uri": webhookSubscription["uri"]}
             fake.webhooks.append(subscription)
@@ -461,6 +464,7 @@ class FakeShopify(LoopbackFake):
         self.client_id, self.client_secret = "fake-client-id", "fake-client-secret"
         self.codes: set[str] = set()
         self.refresh_tokens: set[str] = set()
+        self.refresh_token_lifetime_s = 7_776_000  # Shopify's refresh tokens last 90 days
         self.webhooks: list[dict[str, str]] = []
 
     # addresses (start/stop/url come from LoopbackFake; `errors` also holds upload protocol violations)
@@ -529,6 +533,12 @@ class FakeShopify(LoopbackFake):
     def graphql_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.is_graphql]
 
+    @property
+    def token_refreshes(self) -> list[RecordedRequest]:
+        """Requests to the token endpoint that asked for a refresh (granted or not)."""
+        return [r for r in self.requests
+                if r.path.startswith("/admin/oauth/access_token") and b"grant_type=refresh_token" in r.body]
+
     def operations(self) -> list[str]:
         """The root field of each GraphQL request that ran, in order."""
         names = []
@@ -568,11 +578,13 @@ class FakeShopify(LoopbackFake):
             else:
                 return 400, {"error": "invalid_request", "error_description": "The authorization code was not found"}
             token, refresh_token = f"shpat_{next(self._ids)}", f"shprt_{next(self._ids)}"
-            self.valid_tokens.add(token)
-            self.refresh_tokens.add(refresh_token)
+            # One offline token per app and shop: a new one revokes the previous token and refresh token.
+            self.valid_tokens = {token}
+            self.refresh_tokens = {refresh_token}
         answer: dict[str, Any] = {"access_token": token, "scope": "read_products,write_products,write_files"}
         if form.get("expiring") == "1" or form.get("grant_type") == "refresh_token":
-            answer.update(expires_in=3600, refresh_token=refresh_token, refresh_token_expires_in=7776000)
+            answer.update(expires_in=3600, refresh_token=refresh_token,
+                          refresh_token_expires_in=self.refresh_token_lifetime_s)
         return 200, answer
 
     def _handle_graphql(self, recorded: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -581,7 +593,8 @@ class FakeShopify(LoopbackFake):
                 status, headers = self._http_script.popleft()
                 return status, {"errors": f"scripted HTTP {status}"}, headers
             if recorded.token not in self.valid_tokens:
-                return 401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}, {}
+                return 401, {"errors": "[API] Invalid API key or access token "
+                                       "(unrecognized login or wrong password)"}, {}
         try:
             body = json.loads(recorded.body or b"{}")
         except ValueError:
@@ -625,7 +638,8 @@ class FakeShopify(LoopbackFake):
         if recorded.method != target.http_method:
             return 405, b"<Error><Code>MethodNotAllowed</Code></Error>"
         if not content_type.lower().startswith("multipart/form-data"):
-            return 400, b"<Error><Code>InvalidArgument</Code><Message>POST requires multipart/form-data</Message></Error>"
+            return 400, (b"<Error><Code>InvalidArgument</Code>"
+                         b"<Message>POST requires multipart/form-data</Message></Error>")
         head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + recorded.body)
         order: list[str] = []
@@ -641,9 +655,11 @@ class FakeShopify(LoopbackFake):
         expected = [p["name"] for p in target.parameters]
         if order != expected + ["file"]:
             self.errors.append(f"upload fields in the wrong order: {order}")
-            return 400, b"<Error><Code>InvalidArgument</Code><Message>Bucket POST must contain a file field as the last field</Message></Error>"
+            return 400, (b"<Error><Code>InvalidArgument</Code>"
+                         b"<Message>Bucket POST must contain a file field as the last field</Message></Error>")
         if any(fields.get(p["name"]) != p["value"] for p in target.parameters):
-            return 403, b"<Error><Code>AccessDenied</Code><Message>Invalid policy document or request headers!</Message></Error>"
+            return 403, (b"<Error><Code>AccessDenied</Code>"
+                         b"<Message>Invalid policy document or request headers!</Message></Error>")
         assert file_part is not None
         upload = Upload(target_id=target_id, field_order=order, filename=file_part.get_filename() or "",
                         content_type=file_part.get_content_type(), data=file_part.get_payload(decode=True) or b"")
