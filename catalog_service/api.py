@@ -6,7 +6,6 @@ import base64
 import binascii
 import datetime as dt
 import functools
-import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -19,17 +18,27 @@ from sqlalchemy.orm import selectinload
 
 from . import manual, ratelimit
 from .current import services
-from .presenters import render_json
 from .http import FetchError, fetch
 from .imaging.errors import ImageRejected
 from .intake import insert_render
 from .models import (
-    Asset, AssetKind, Product, PushStatus, ReferenceImage, Render, RenderStatus, Shop, UsageRecord, get_for_shop,
+    Asset,
+    AssetKind,
+    Product,
+    PushStatus,
+    ReferenceImage,
+    Render,
+    RenderStatus,
+    Shop,
+    UsageRecord,
+    get_for_shop,
 )
+from .presenters import render_json
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
 from .schemas import settings_with_defaults
 from .security import hash_api_key
 from .shop_settings import check_for_shop
+from .web.common import check_csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -37,15 +46,12 @@ MAX_MASK_BYTES = 4 * 1024 * 1024
 """OpenAI's limit for an edit mask."""
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_HEADER = "X-CSRF-Token"
-
-
 def require_api_key(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
     """Authenticate the shop (sets g.shop): a bearer API key, or else the settings page's signed-in session.
 
-    A bearer header, when present, always decides. Without one, `session["shop_id"]` is the shop, and a
-    request that changes anything must carry `X-CSRF-Token` equal to `session["csrf_token"]`.
+    A bearer header, when present, always decides (and needs no CSRF token: no cookie authenticates it).
+    Without one, `session["shop_id"]` is the shop, and a request that changes anything passes the pages'
+    CSRF check (web.common.check_csrf: `X-CSRF-Token` equal to the session's token, else 403).
     """
 
     @functools.wraps(view)
@@ -74,13 +80,7 @@ def _shop_by_session() -> Shop:
     shop = services().db.session().get(Shop, shop_id)
     if shop is None or not shop.active:
         abort(401, "Your session is no longer valid (the shop is not active); sign in again.")
-    if request.method not in SAFE_METHODS:
-        expected = web_session.get("csrf_token")
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not isinstance(expected, str) or not expected or not hmac.compare_digest(
-                sent.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")):
-            abort(403, f"The {CSRF_HEADER} header is missing or does not match this session; reload the page "
-                       "and try again.")
+    check_csrf()
     return shop
 
 
@@ -173,8 +173,9 @@ def add_reference(shop_id: int) -> ResponseReturnValue:
     else:
         abort(415, "Send multipart/form-data with `file`, or application/json with `url`.")
     with svc.db.transaction() as session:
-        count = session.scalar(select(func.count()).select_from(ReferenceImage).where(ReferenceImage.shop_id == shop.id))
-        if count >= MAX_REFERENCE_IMAGES:
+        count = session.scalar(
+            select(func.count()).select_from(ReferenceImage).where(ReferenceImage.shop_id == shop.id))
+        if (count or 0) >= MAX_REFERENCE_IMAGES:
             abort(409, f"A shop keeps at most {MAX_REFERENCE_IMAGES} reference images; delete one first.")
         try:
             row = add_reference_image(session, svc.storage, shop, data, name=name, max_pixels=svc.config.max_pixels)
@@ -217,7 +218,7 @@ def usage(shop_id: int) -> ResponseReturnValue:
     # Grouped here rather than in SQL: month truncation differs between SQLite and PostgreSQL.
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.timezone.utc)
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
         key = (created.strftime("%Y-%m"), row.model, row.quality)
         group = groups.setdefault(key, {"month": key[0], "model": key[1], "quality": key[2], "calls": 0,
                                         "cost_usd": 0.0, "input_text_tokens": 0, "input_image_tokens": 0,
@@ -230,7 +231,7 @@ def usage(shop_id: int) -> ResponseReturnValue:
     items = sorted(groups.values(), key=lambda g_: (g_["month"], g_["model"], g_["quality"]), reverse=True)
     for item in items:
         item["cost_usd"] = round(item["cost_usd"], 6)
-    this_month = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+    this_month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
     spent = sum(item["cost_usd"] for item in items if item["month"] == this_month)
     budget = settings_with_defaults(shop.settings)["monthly_budget_usd"]
     return {"usage": items, "this_month": {"month": this_month, "spent_usd": round(spent, 6), "budget_usd": budget}}
@@ -244,7 +245,8 @@ class RefineSchema(Schema):
         unknown = RAISE
 
     instruction = fields.String(required=True, validate=validate.Length(min=3, max=1000))
-    mask = fields.String(load_default=None, metadata={"description": "base64 PNG with alpha, transparent where to edit"})
+    mask = fields.String(load_default=None,
+                         metadata={"description": "base64 PNG with alpha, transparent where to edit"})
     rect = fields.List(fields.Integer(validate=validate.Range(min=0)), load_default=None,
                        validate=validate.Length(equal=4), metadata={"description": "[left, top, right, bottom]"})
 
@@ -323,6 +325,8 @@ def put_settings(shop_id: int) -> ResponseReturnValue:
         except ValidationError as exc:
             return body_errors(exc)
         row = session.get(Shop, shop.id)
+        if row is None:
+            abort(404, "This shop no longer exists.")
         row.settings = settings
     return settings
 
@@ -395,7 +399,8 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError(text)
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError({"cursor": ["Not a cursor from this API; use next_cursor of the previous page."]})
+        raise ValidationError(
+            {"cursor": ["Not a cursor from this API; use next_cursor of the previous page."]}) from None
 
 
 @bp.get("/shops/<int:shop_id>/renders")
@@ -466,7 +471,7 @@ def openapi_document() -> ResponseReturnValue:
     """The API described as OpenAPI 3.1; no key needed."""
     from .openapi import api_document
 
-    return jsonify(api_document(request.host_url.rstrip("/") + bp.url_prefix))
+    return jsonify(api_document(request.host_url.rstrip("/") + (bp.url_prefix or "")))
 
 
 # --- sign-in links ----------------------------------------------------------------------------------------
@@ -479,7 +484,6 @@ def login_link(shop_id: int) -> ResponseReturnValue:
     from .login_links import make_link
 
     shop = own_shop(shop_id)
-    config = services().config
-    link = make_link(config.public_url, config.secret_key, shop.id, ttl_s=config.login_link_ttl_s)
-    expires = dt.datetime.fromtimestamp(link.expires_at, dt.timezone.utc)
+    link = make_link(services().config, shop.id)
+    expires = dt.datetime.fromtimestamp(link.expires_at, dt.UTC)
     return {"url": link.url, "expires_at": expires.isoformat()}

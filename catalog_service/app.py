@@ -41,6 +41,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["CATALOG"] = config
     app.config["SECRET_KEY"] = config.ensure_secret_key()
+    # Session cookies signed with a rotated-out key stay valid, like links and stored secrets.
+    app.config["SECRET_KEY_FALLBACKS"] = config.fallback_keys()
     # Webhook and API bodies are JSON documents; anything bigger is refused (413) before it is read.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["TESTING"] = config.testing

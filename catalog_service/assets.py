@@ -1,14 +1,12 @@
-"""GET /assets/<key>?exp=...&sig=...: stored assets behind signed, expiring links (for stores and callbacks)."""
+"""GET /assets/<key>?token=...: stored assets behind signed, expiring links (for stores and callbacks)."""
 
 from __future__ import annotations
-
-import time
 
 from flask import Blueprint, Response, abort, request, send_file
 from flask.typing import ResponseReturnValue
 
 from .current import services
-from .security import verify_asset
+from .signed_links import BadLink, ExpiredLink, check_asset_token
 from .storage import AssetMissing, InvalidKey
 
 bp = Blueprint("assets", __name__)
@@ -19,12 +17,15 @@ _TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": 
 @bp.get("/assets/<path:key>")
 def download(key: str) -> ResponseReturnValue:
     svc = services()
-    try:
-        expires_at = int(request.args.get("exp", ""))
-    except ValueError:
+    token = request.args.get("token", "")
+    if not token:
         abort(403, "This link is not signed; ask for a new one.")
-    if not verify_asset(svc.config.secret_key, key, expires_at, request.args.get("sig", ""), time.time()):
-        abort(403, "This link is not valid or has expired; ask for a new one.")
+    try:
+        check_asset_token(svc.config, key, token)
+    except ExpiredLink:
+        abort(403, "This link has expired; ask for a new one.")
+    except BadLink:
+        abort(403, "This link is not valid; ask for a new one.")
     try:
         path = svc.storage.open_path(key)
         if path is None:

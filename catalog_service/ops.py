@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .current import services
 from .models import Delivery, Render, UsageRecord
+from .services import Services
 from .storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -47,47 +53,66 @@ def readyz() -> ResponseReturnValue:
     return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
 
 
+class CatalogCollector(Collector):
+    """The service's metrics, read from the database and Redis at each scrape, so every web process reports the same."""
+
+    def __init__(self, svc: Callable[[], Services]) -> None:
+        self._services = svc
+
+    def collect(self) -> Iterator[Metric]:
+        from jobs.queues import ALL_QUEUES, get_queue
+
+        svc = self._services()
+        session = svc.db.session()
+        deliveries = CounterMetricFamily("catalog_deliveries_total",
+                                         "Webhook deliveries recorded, by platform and outcome.",
+                                         labels=["outcome", "platform"])
+        by_outcome = (select(Delivery.platform, Delivery.outcome, func.count())
+                      .group_by(Delivery.platform, Delivery.outcome))
+        for platform, outcome, count in session.execute(by_outcome):
+            deliveries.add_metric([outcome, platform.value], count)
+        yield deliveries
+        renders = GaugeMetricFamily("catalog_renders", "Renders by status.", labels=["status"])
+        for status, count in session.execute(select(Render.status, func.count()).group_by(Render.status)):
+            renders.add_metric([status.value], count)
+        yield renders
+        spend = CounterMetricFamily("catalog_openai_spend_usd_total", "Priced provider spend, by model.",
+                                    labels=["model"])
+        for model, cost in session.execute(
+                select(UsageRecord.model, func.sum(UsageRecord.cost_usd)).group_by(UsageRecord.model)):
+            spend.add_metric([model], float(cost or 0))
+        yield spend
+        stages: dict[str, list[int]] = {}
+        recent = session.scalars(select(Render.timings).where(Render.finished_at.is_not(None))
+                                 .order_by(Render.id.desc()).limit(500))
+        for timings in recent:
+            for stage, ms in (timings or {}).items():
+                stages.setdefault(stage.split(":")[0], []).append(int(ms))
+        stage_avg = GaugeMetricFamily("catalog_stage_seconds_avg",
+                                      "Mean stage duration over the last 500 finished renders.", labels=["stage"])
+        for stage, values in sorted(stages.items()):
+            stage_avg.add_metric([stage], sum(values) / len(values) / 1000)
+        yield stage_avg
+        depth = GaugeMetricFamily("catalog_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+        try:
+            counts = [(name, get_queue(name, svc.redis).count) for name in ALL_QUEUES]
+        except RedisError:
+            counts = []  # Redis down: /readyz says so; the database's figures are still worth a scrape
+        for name, count in counts:
+            depth.add_metric([name], count)
+        yield depth
+
+
+@bp.record_once
+def _register_metrics(state: BlueprintSetupState) -> None:
+    # A registry per app, not prometheus_client's global one: tests build many apps in one process.
+    registry = CollectorRegistry()
+    registry.register(CatalogCollector(lambda: state.app.extensions["catalog"]))
+    state.app.extensions["catalog_metrics"] = registry
+
+
 @bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    """Prometheus text format, read from the database and Redis, so every web process reports the same."""
-    from jobs.queues import ALL_QUEUES, get_queue
-
-    svc = services()
-    session = svc.db.session()
-    lines: list[str] = []
-
-    def family(name: str, kind: str, helptext: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP {name} {helptext}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            rendered = ",".join(f'{key}="{_escape(val)}"' for key, val in sorted(labels.items()))
-            lines.append(f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}")
-
-    deliveries = session.execute(
-        select(Delivery.platform, Delivery.outcome, func.count()).group_by(Delivery.platform, Delivery.outcome)).all()
-    family("catalog_deliveries_total", "counter", "Webhook deliveries recorded, by platform and outcome.",
-           [({"platform": p.value, "outcome": o}, n) for p, o, n in deliveries])
-    renders = session.execute(select(Render.status, func.count()).group_by(Render.status)).all()
-    family("catalog_renders", "gauge", "Renders by status.", [({"status": s.value}, n) for s, n in renders])
-    spend = session.execute(
-        select(UsageRecord.model, func.sum(UsageRecord.cost_usd)).group_by(UsageRecord.model)).all()
-    family("catalog_openai_spend_usd_total", "counter", "Priced provider spend, by model.",
-           [({"model": m}, round(float(c or 0), 6)) for m, c in spend])
-    stages: dict[str, list[int]] = {}
-    recent = session.scalars(select(Render.timings).where(Render.finished_at.is_not(None))
-                             .order_by(Render.id.desc()).limit(500))
-    for timings in recent:
-        for stage, ms in (timings or {}).items():
-            stages.setdefault(stage.split(":")[0], []).append(int(ms))
-    family("catalog_stage_seconds_avg", "gauge", "Mean stage duration over the last 500 finished renders.",
-           [({"stage": stage}, round(sum(v) / len(v) / 1000, 4)) for stage, v in sorted(stages.items())])
-    try:
-        depths = [({"queue": name}, float(get_queue(name, svc.redis).count)) for name in ALL_QUEUES]
-    except RedisError:
-        depths = []
-    family("catalog_queue_depth", "gauge", "Jobs waiting in each RQ queue.", depths)
-    return Response("\n".join(lines) + "\n", mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4"})
-
-
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    """Prometheus exposition of the app's registry."""
+    registry = current_app.extensions["catalog_metrics"]
+    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,4 +1,7 @@
-"""Secrets at rest and on the wire: HMAC checks, token encryption, API keys."""
+"""Secrets at rest and on the wire: webhook HMAC checks, encryption of stored secrets, API keys.
+
+Signed links (downloads, sign-in) are not here: signed_links.py makes them with itsdangerous.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import hmac
 import secrets
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import String
+from sqlalchemy import MetaData, String, select, type_coerce, update
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 _fernet: MultiFernet | None = None
@@ -68,6 +72,37 @@ class EncryptedText(TypeDecorator[str]):
         return None if value is None else decrypt(value)
 
 
+class UnreadableSecret(ValueError):
+    """A stored secret that neither the current key nor any fallback decrypts."""
+
+
+def rotate_stored(session: Session, metadata: MetaData) -> int:
+    """Re-encrypt every stored EncryptedText value with the current key, in the caller's transaction.
+
+    Values are read and written raw (type_coerce to String): nothing is encrypted twice. Returns how many
+    values were rewritten; raises UnreadableSecret, naming the row but not the value, when one cannot be
+    decrypted (the caller's rollback then leaves every value as it was).
+    """
+    rewritten = 0
+    for table in metadata.sorted_tables:
+        keys = list(table.primary_key.columns)
+        for column in (column for column in table.columns if isinstance(column.type, EncryptedText)):
+            # FOR UPDATE: a token refreshed meanwhile must not be overwritten with its old value re-encrypted.
+            stored = select(*keys, type_coerce(column, String)).where(column.is_not(None)).with_for_update()
+            for *ids, value in session.execute(stored).all():
+                try:
+                    fresh = rotate(value)
+                except ValueError:
+                    row = ", ".join(f"{key.name}={ident}" for key, ident in zip(keys, ids, strict=True))
+                    raise UnreadableSecret(
+                        f"{table.name}.{column.name} ({row}) cannot be decrypted with CATALOG_SECRET_KEY or "
+                        "CATALOG_SECRET_KEY_FALLBACKS: add the key it was written with to the fallbacks") from None
+                where = [key == ident for key, ident in zip(keys, ids, strict=True)]
+                session.execute(update(table).where(*where).values({column: type_coerce(fresh, String)}))
+                rewritten += 1
+    return rewritten
+
+
 def hmac_sha256(secret: str | bytes, body: bytes) -> bytes:
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, body, hashlib.sha256).digest()
@@ -105,15 +140,3 @@ def new_webhook_secret() -> str:
 def shop_key(shop_id: int, secret_key: str) -> str:
     """An opaque, stable per-shop id for outside services (never the domain)."""
     return hmac.new(secret_key.encode(), f"shop:{shop_id}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def sign_asset(secret_key: str, key: str, expires_at: int) -> str:
-    """The signature of a time-limited download link for one stored asset."""
-    return hmac.new(secret_key.encode(), f"asset:{key}:{expires_at}".encode(), hashlib.sha256).hexdigest()
-
-
-def verify_asset(secret_key: str, key: str, expires_at: int, signature: str, now: float) -> bool:
-    """Constant-time check of a download link; an expired link is refused whatever its signature."""
-    if expires_at < now:
-        return False
-    return hmac.compare_digest(sign_asset(secret_key, key, expires_at).encode(), signature.encode())

@@ -11,7 +11,7 @@ from catalog_service.login_links import make_link
 def sign_in(app, client, shop_id: int) -> str:  # type: ignore[no-untyped-def]
     """Follow a fresh sign-in link with the test client; returns the session's CSRF token."""
     config = app.extensions["catalog"].config
-    link = make_link(config.public_url, config.secret_key, shop_id, ttl_s=config.login_link_ttl_s)
+    link = make_link(config, shop_id)
     response = client.get(link.url)
     assert response.status_code == 302, response.get_data(as_text=True)
     with client.session_transaction() as session:

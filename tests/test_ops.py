@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from jobs.queues import redis_connection
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from catalog_service.app import create_app
+from catalog_service.services import redis_connection
 
 
 def test_healthz_and_readyz_when_everything_answers(client) -> None:
@@ -26,8 +29,37 @@ def test_metrics_count_deliveries_renders_and_queue_depth(client, webhooks) -> N
     product = {"id": 1, "title": "Mug", "images": [{"id": 1, "src": "https://cdn.example.com/m.jpg"}]}
     webhooks.send("product.created", product, delivery_id="a")
     webhooks.send("product.created", product, delivery_id="a")
-    text = client.get("/metrics").get_data(as_text=True)
+    response = client.get("/metrics")
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    text = response.get_data(as_text=True)
     assert '# TYPE catalog_deliveries_total counter' in text
-    assert 'catalog_deliveries_total{outcome="render",platform="generic"} 1' in text
-    assert 'catalog_renders{status="queued"} 1' in text
+    assert 'catalog_deliveries_total{outcome="render",platform="generic"} 1.0' in text
+    assert 'catalog_renders{status="queued"} 1.0' in text
     assert 'catalog_queue_depth{queue="renders"} 1.0' in text
+
+
+def test_metrics_parse_as_prometheus_text_and_each_app_has_its_own_registry(app, app_config, client, webhooks) -> None:
+    """The exposition parses; a second app in the same process registers its metrics without a clash."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    webhooks.send("product.created", {"id": 2, "title": "Cup", "images": []}, delivery_id="b")
+    second = create_app(app_config)
+    try:
+        for scraped in (client, second.test_client()):
+            families = {family.name: family for family in
+                        text_string_to_metric_families(scraped.get("/metrics").get_data(as_text=True))}
+            assert {"catalog_deliveries", "catalog_renders", "catalog_queue_depth"} <= set(families)
+            assert sum(sample.value for sample in families["catalog_deliveries"].samples) == 1
+        assert second.extensions["catalog_metrics"] is not app.extensions["catalog_metrics"]
+    finally:
+        second.extensions["catalog"].close()
+
+
+def test_metrics_still_answer_when_redis_is_down(app, client, webhooks) -> None:
+    """Without Redis the database's figures are scraped and the queue depth is left out, not a 500."""
+    webhooks.send("product.created", {"id": 3, "title": "Pot", "images": []}, delivery_id="c")
+    app.extensions["catalog"].redis = redis_connection("redis://127.0.0.1:1/0")
+    response = client.get("/metrics")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "catalog_deliveries_total{" in text
+    assert "catalog_queue_depth{" not in text

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, g, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, g, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import Forbidden, HTTPException, RequestEntityTooLarge
 
 from ..current import services
 from ..models import Shop
-from ..security import sign_asset
+from ..signed_links import asset_token
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
 
@@ -26,7 +26,9 @@ THUMBNAIL_LINK_TTL_S = 3600
 MAX_UPLOAD_FILES = 5
 """Reference photos taken in one upload."""
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
 _UPLOAD_ENDPOINTS = frozenset({"web.upload_references"})
 
 # Every asset comes from us; images may also come from the shop's own host (a product's original photo).
@@ -56,22 +58,42 @@ def csrf_token() -> str:
     return str(session["csrf_token"])
 
 
+class CsrfRefused(Forbidden):
+    """A state-changing request from a signed-in browser without its session's CSRF token."""
+
+    description = (f"This form has expired or did not come from this site (its {CSRF_HEADER} header or "
+                   f"{CSRF_FIELD} field does not match this session). Reload the page and try again.")
+
+
+def check_csrf() -> None:
+    """The one CSRF check, for the pages' forms and the API's cookie-authenticated calls alike.
+
+    A request that changes anything must carry the session's token, in the X-CSRF-Token header (scripts) or
+    the csrf_token form field (forms); otherwise 403. Bearer-key API calls are not cookie-authenticated and
+    never come here.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
+    expected = session.get("csrf_token")
+    if not isinstance(expected, str) or not expected or not hmac.compare_digest(
+            sent.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")):
+        raise CsrfRefused()
+
+
 @bp.before_request
 def _check_csrf() -> None:
     """Every state-changing request from a page carries the session's token (form field or header)."""
-    if request.method in _SAFE_METHODS:
+    if request.method in SAFE_METHODS:
         return
     max_photo = services().config.max_source_bytes
     if request.endpoint in _UPLOAD_ENDPOINTS:
         # Photos may be larger than an API body; the form is read here, so the limit is raised here.
         request.max_content_length = max_photo * MAX_UPLOAD_FILES
     try:
-        given = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+        check_csrf()
     except RequestEntityTooLarge:
         abort(413, f"Upload at most {MAX_UPLOAD_FILES} photos at once, each up to {size_words(max_photo)}.")
-    expected = session.get("csrf_token")
-    if not expected or not hmac.compare_digest(str(expected).encode(), given.encode()):
-        abort(400, "This form has expired or did not come from this site. Reload the page and try again.")
 
 
 def shop_page(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
@@ -98,8 +120,8 @@ def thumbnail_url(key: str, *, now: float | None = None) -> str:
     """A same-origin signed link to a stored file (full size), stable for an hour so browsers can cache it."""
     now = time.time() if now is None else now
     expires_at = (int(now) // THUMBNAIL_LINK_TTL_S + 2) * THUMBNAIL_LINK_TTL_S
-    signature = sign_asset(services().config.secret_key, key, expires_at)
-    return f"{url_for('assets.download', key=key)}?{urlencode({'exp': expires_at, 'sig': signature})}"
+    token = asset_token(services().config, key, expires_at)
+    return f"{url_for('assets.download', key=key)}?{urlencode({'token': token})}"
 
 
 @bp.context_processor
@@ -110,7 +132,7 @@ def _template_helpers() -> dict[str, Any]:
 
 
 @bp.after_request
-def _security_headers(response):  # type: ignore[no-untyped-def]
+def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -125,5 +147,5 @@ def _html_error(exc: HTTPException) -> ResponseReturnValue:
     code = exc.code or 500
     titles = {400: "Something in the request was wrong", 401: "Please sign in", 403: "Not your shop",
               404: "Not found", 413: "That file is too large"}
-    return render_template("error.html", code=code, title=titles.get(code, "Something went wrong"),
-                           message=exc.description), code
+    title = "This form has expired" if isinstance(exc, CsrfRefused) else titles.get(code, "Something went wrong")
+    return render_template("error.html", code=code, title=title, message=exc.description), code

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    """Shopify opens the app here (`shop`, `timestamp`, `hmac`); anyone else is sent to their pages or told how to sign in."""
+    """Shopify opens the app here (`shop`, `timestamp`, `hmac`); others go to their pages or learn how to sign in."""
     if "hmac" in request.args and "shop" in request.args:
         return shopify_launch()
     if session.get("shop_id") is not None:
@@ -35,7 +35,7 @@ def signin() -> ResponseReturnValue:
     """Spend a one-time sign-in link and open a session for its shop."""
     svc = services()
     try:
-        shop_id = redeem(svc.redis, svc.config.secret_key, request.args.get("token", ""))
+        shop_id = redeem(svc.redis, svc.config, request.args.get("token", ""))
     except LoginLinkError as exc:
         abort(401, str(exc))
     except RedisError:

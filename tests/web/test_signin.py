@@ -5,22 +5,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import pytest
 from click.testing import CliRunner
-from merchant import sign_in
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import select
 
 from catalog_service.cli import main
 from catalog_service.login_links import make_link
 from catalog_service.models import Shop
 from catalog_service.shops import create_shop
+from catalog_service.signed_links import ASSET_LINK, SIGN_IN, sign
+from merchant import sign_in
 
 
 def link_for(app, shop_id: int, **kwargs) -> str:  # type: ignore[no-untyped-def]
     config = app.extensions["catalog"].config
-    return make_link(config.public_url, config.secret_key, shop_id, ttl_s=kwargs.pop("ttl_s", 900), **kwargs).url
+    return make_link(config, shop_id, ttl_s=kwargs.pop("ttl_s", 900), **kwargs).url
 
 
 def add_shop(app, **kwargs) -> int:  # type: ignore[no-untyped-def]
@@ -55,20 +57,58 @@ def test_an_expired_link_is_refused(app, client, shop) -> None:
     assert client.get(f"/shops/{shop[0]}/settings").status_code == 401
 
 
+def _other_shops_payload(config, shop_id: int, token: str) -> str:  # type: ignore[no-untyped-def]
+    """Another shop's genuine payload under this token's signature."""
+    return make_link(config, shop_id + 1).url.split("token=", 1)[1].rsplit(".", 1)[0] + "." + token.rsplit(".", 1)[1]
+
+
 @pytest.mark.parametrize("tamper", [
-    lambda token: token.replace(token.split(".")[0] + ".", str(int(token.split(".")[0]) + 1) + ".", 1),
-    lambda token: token[:-2] + ("00" if not token.endswith("00") else "11"),
-    lambda token: token.rsplit(".", 1)[0],
-    lambda token: "",
+    _other_shops_payload,
+    lambda config, shop_id, token: token[:-2] + ("00" if not token.endswith("00") else "11"),
+    lambda config, shop_id, token: token.rsplit(".", 1)[0],
+    lambda config, shop_id, token: "",
+    # Signed with our key, but for another purpose (an asset link's salt), or with a key we never had.
+    lambda config, shop_id, token: sign(config, ASSET_LINK, {"shop": shop_id, "nonce": "n"}, int(time.time()) + 60),
+    lambda config, shop_id, token: URLSafeSerializer("not-our-key", salt=SIGN_IN).dumps(
+        {"shop": shop_id, "nonce": "n", "exp": int(time.time()) + 60}),
 ])
 def test_a_tampered_link_is_refused(app, client, shop, tamper) -> None:
-    """Another shop id, a changed signature, a cut-off token: 401, no session."""
-    url = link_for(app, shop[0])
-    token = url.split("token=", 1)[1]
-    response = client.get("/signin?" + urlencode({"token": tamper(token)}))
+    """Another shop's payload, a changed or missing signature, another purpose's or key's token: 401, no session."""
+    config = app.extensions["catalog"].config
+    token = unquote(link_for(app, shop[0]).split("token=", 1)[1])
+    response = client.get("/signin?" + urlencode({"token": tamper(config, shop[0], token)}))
     assert response.status_code == 401
-    assert "not valid" in response.get_data(as_text=True) or "not complete" in response.get_data(as_text=True)
+    assert "not valid" in response.get_data(as_text=True)
     assert _csrf(client) == "" or client.get(f"/shops/{shop[0]}/settings").status_code == 401
+
+
+def test_links_and_sessions_made_before_a_key_rotation_still_work(app, client, app_config, shop) -> None:  # type: ignore[no-untyped-def]
+    """With the old key as a fallback, an old sign-in link works (once) and an old session stays signed in."""
+    from catalog_service.app import create_app
+    from catalog_service.config import Config
+
+    old_link = make_link(Config.load(app_config, environ={}), shop[0]).url
+    sign_in(app, client, shop[0])
+    old_session = client.get_cookie("session")
+    assert old_session is not None
+    rotated = create_app({**app_config, "secret_key": "a-new-key",
+                          "secret_key_fallbacks": str(app_config["secret_key"])})
+    try:
+        fresh = rotated.test_client()
+        assert fresh.get(old_link).status_code == 302
+        assert fresh.get(old_link).status_code == 401
+        carried = rotated.test_client()
+        carried.set_cookie("session", old_session.value)
+        assert carried.get(f"/shops/{shop[0]}/settings").status_code == 200
+        unknown = create_app({**app_config, "secret_key": "a-new-key"})
+        try:
+            stranger = unknown.test_client()
+            stranger.set_cookie("session", old_session.value)
+            assert stranger.get(f"/shops/{shop[0]}/settings").status_code == 401
+        finally:
+            unknown.extensions["catalog"].close()
+    finally:
+        rotated.extensions["catalog"].close()
 
 
 def test_secure_cookie_behind_https(app_config, redis, shop) -> None:  # type: ignore[no-untyped-def]
@@ -106,13 +146,31 @@ def test_one_shops_session_cannot_read_or_change_another(app, client, shop) -> N
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token"])
 def test_a_post_without_the_csrf_token_is_refused(app, client, shop, token) -> None:
-    """Missing or wrong token: 400 and nothing saved."""
+    """Missing or wrong token: 403, an HTML page saying to reload, and nothing saved."""
     sign_in(app, client, shop[0])
     data = {"publish_mode": "review"} | ({"csrf_token": token} if token is not None else {})
     response = client.post(f"/shops/{shop[0]}/settings", data=data)
-    assert response.status_code == 400 and "Reload the page" in response.get_data(as_text=True)
+    assert response.status_code == 403 and "text/html" in response.content_type
+    assert "Reload the page" in response.get_data(as_text=True)
     with app.app_context():
         assert app.extensions["catalog_db"].session().get(Shop, shop[0]).settings["publish_mode"] == "auto"
+
+
+def test_the_page_and_the_api_refuse_a_write_without_the_token_alike(app, client, shop) -> None:
+    """One CSRF check: a signed-in browser's page form and API call without the token are both 403 with the same
+    message (an HTML page, a JSON error); with the token, or with a bearer key and no cookie, the API call works."""
+    shop_id, api_key, _ = shop
+    csrf = sign_in(app, client, shop_id)
+    page = client.post(f"/shops/{shop_id}/settings", data={"publish_mode": "review"})
+    api = client.put(f"/api/v1/shops/{shop_id}/settings", json={})
+    assert page.status_code == api.status_code == 403
+    message = api.get_json()["error"]["message"]
+    assert "X-CSRF-Token" in message and "Reload the page" in message
+    assert message in page.get_data(as_text=True) and "text/html" in page.content_type
+    assert client.put(f"/api/v1/shops/{shop_id}/settings", json={}, headers={"X-CSRF-Token": csrf}).status_code == 200
+    bearer = app.test_client().put(f"/api/v1/shops/{shop_id}/settings", json={},
+                                   headers={"Authorization": f"Bearer {api_key}"})
+    assert bearer.status_code == 200
 
 
 def test_sign_out_ends_the_session(app, client, shop) -> None:
@@ -159,7 +217,8 @@ def test_the_command_prints_a_working_link(app, client, shop, app_config, monkey
 # --- Shopify's app launch -----------------------------------------------------------------------------------
 
 
-def launch_query(shop: str, *, timestamp: float | None = None, secret: str = "shpss_test_client_secret", **extra: str) -> str:
+def launch_query(shop: str, *, timestamp: float | None = None, secret: str = "shpss_test_client_secret",
+                 **extra: str) -> str:
     query = {"shop": shop, "timestamp": str(int(timestamp or time.time())), "host": "YWRtaW4uc2hvcGlmeS5jb20",
              **extra}
     message = "&".join(f"{k}={v}" for k, v in sorted(query.items()))
@@ -213,7 +272,7 @@ def test_link_lifetime_comes_from_config(app_config, redis, shop) -> None:  # ty
     try:
         body = short.test_client().post(f"/api/v1/shops/{shop[0]}/login-link",
                                         headers={"Authorization": f"Bearer {shop[1]}"}).get_json()
-        left = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.timezone.utc)
+        left = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.UTC)
         assert dt.timedelta(seconds=100) < left <= dt.timedelta(seconds=121)
     finally:
         short.extensions["catalog"].close()
