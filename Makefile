@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install model demo test bench clean
+.PHONY: install model demo test test-fast lint test-deps bench clean
 
 install: $(STAMP)
 
@@ -20,11 +20,23 @@ model: install
 demo: model
 	$(BIN)/catalog-service demo
 
-test: model
+# The checks first: they take seconds, the tests minutes.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test-deps: model
 	PYTHON=$(BIN)/python scripts/ensure-redis
+
+# Tests marked both_databases run on PostgreSQL as well when one answers; the rest run on SQLite.
+test: lint test-deps
 	scripts/ensure-chromium
 	CATALOG_TEST_POSTGRES_URL="$${CATALOG_TEST_POSTGRES_URL-$$(PYTHON=$(BIN)/python scripts/postgres-url)}" \
 		$(BIN)/python -m pytest
+
+# The edit loop: SQLite only, no browser, no test marked slow, no checks (`make lint` runs those).
+test-fast: test-deps
+	CATALOG_TEST_POSTGRES_URL= $(BIN)/python -m pytest -m "not browser and not slow"
 
 bench: model
 	PYTHON=$(BIN)/python scripts/ensure-redis

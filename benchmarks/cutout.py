@@ -97,7 +97,7 @@ class Painter:
         if shape in ("ellipse", "rectangle", "rounded_rectangle"):
             (ax, ay), (bx, by) = xy
             xy = [(min(ax, bx), min(ay, by)), (max(ax, bx), max(ay, by))]
-        for draw, fill in zip(self._draws, (colour or (0, 0, 0), 255 if colour else 0)):
+        for draw, fill in zip(self._draws, (colour or (0, 0, 0), 255 if colour else 0), strict=True):
             getattr(draw, shape)(xy, fill=fill, **kw)
 
     def poly(self, points: Sequence[UV], colour: tuple[int, int, int]) -> None:
@@ -121,7 +121,7 @@ def chaikin(points: Sequence[UV], rounds: int = 3) -> list[UV]:
     for _ in range(rounds):
         pts = [
             q
-            for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1])
+            for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1], strict=True)
             for q in ((0.75 * ax + 0.25 * bx, 0.75 * ay + 0.25 * by), (0.25 * ax + 0.75 * bx, 0.25 * ay + 0.75 * by))
         ]
     return pts
@@ -375,8 +375,8 @@ def run(runs: int, images: int, out_dir: Path) -> None:
               f"{mb(sizes['ours'][i]):>11}{mb(sizes['rembg'][i]):>11}")
     print()
     print("per-run totals (s): " + "; ".join(f"{m} " + " ".join(f"{sum(run):.2f}" for run in times[m]) for m in times))
-    run_ratios = [sum(a) / sum(b) for a, b in zip(times["ours"], times["rembg"])]
-    plain_ratios = [sum(a) / sum(b) for a, b in zip(times["plain"], times["rembg"])]
+    run_ratios = [sum(a) / sum(b) for a, b in zip(times["ours"], times["rembg"], strict=True)]
+    plain_ratios = [sum(a) / sum(b) for a, b in zip(times["plain"], times["rembg"], strict=True)]
     spread = max(run_ratios) / min(run_ratios)
     note = "  (runs disagree by more than 20%: was the machine busy?)" if spread > 1.2 else ""
     print("per-run ours/rembg: " + " ".join(f"{r:.3f}" for r in run_ratios) + note)

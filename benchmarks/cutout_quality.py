@@ -211,7 +211,7 @@ def write_crops(photo: Photo, outputs: dict[str, np.ndarray], path: Path) -> Non
     side, gap = CROP * CROP_ZOOM, 6
     sheet = Image.new("RGB", (len(tiles) * side + (len(tiles) - 1) * gap, side + 22), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for i, (tile, label) in enumerate(zip(tiles, ["photo", *names])):
+    for i, (tile, label) in enumerate(zip(tiles, ["photo", *names], strict=True)):
         sheet.paste(tile.resize((side, side), Image.Resampling.NEAREST), (i * (side + gap), 22))
         draw.text((i * (side + gap) + 4, 5), f"{label}  ({photo.name})", fill=(0, 0, 0))
     sheet.save(path)

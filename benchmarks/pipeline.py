@@ -76,10 +76,11 @@ def database_url(workdir: Path) -> tuple[str, str | None]:
 
 
 def one_run(products: int, workers: int, photo_url: str) -> dict[str, float]:
+    from sqlalchemy import create_engine, func, select, text
+
     from catalog_service.app import create_app
     from catalog_service.models import Asset, PushStatus, Render, RenderStatus
     from catalog_service.shops import create_shop
-    from sqlalchemy import create_engine, func, select, text
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -89,7 +90,8 @@ def one_run(products: int, workers: int, photo_url: str) -> dict[str, float]:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url, schema = database_url(workdir)
         env = {**os.environ, "CATALOG_VAR_DIR": str(workdir / "var"), "CATALOG_DATABASE_URL": url,
-               "CATALOG_REDIS_URL": f"redis://127.0.0.1:{port}/0", "CATALOG_STORAGE_URL": f"file://{workdir / 'assets'}",
+               "CATALOG_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+               "CATALOG_STORAGE_URL": f"file://{workdir / 'assets'}",
                "CATALOG_FOLDER_STORE_DIR": str(workdir / "store"), "CATALOG_MODEL_DIR": str(ROOT / "var" / "models"),
                "CATALOG_SECRET_KEY": "pipeline-bench", "CATALOG_ALLOW_PRIVATE_URLS": "true",
                "CATALOG_SCENE_PROVIDER": "compositor", "CATALOG_LOG_LEVEL": "WARNING"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
@@ -66,13 +66,13 @@ def serve(host: str, port: int, workers: int) -> None:
     app = _app()
     freeze_for_workers()
 
-    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("timeout", 30)
 
-        def load(self):  # type: ignore[no-untyped-def]
+        def load(self) -> Any:  # the Flask app; gunicorn's stubs want a WSGI callable Flask does not spell out
             return app
 
     _Gunicorn().run()
@@ -94,13 +94,15 @@ def worker(burst: bool, queues: str) -> None:
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="sweep once and exit (for cron or RQ's scheduler)")
-@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(1, 3600), help="seconds between sweeps")
+@click.option("--once", is_flag=True, help="sweep once and exit, 1 when the sweep could not run (for cron)")
+@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="seconds between sweeps")
 def sweeper(once: bool, interval: float) -> None:
     """Queue again the renders and pushes whose RQ job was lost (Redis down or flushed, a worker killed)."""
     from jobs.sweeper import run_sweeper
 
-    run_sweeper(_services(), interval_s=interval, once=once)
+    if not run_sweeper(_services(), interval_s=interval, once=once):
+        sys.exit(1)  # --once under cron: a sweep that could not run is a failed run
 
 
 @main.command()
@@ -267,6 +269,7 @@ def _register_woocommerce_webhooks(svc: Services, shop_id: int, secret: str) -> 
     from .connectors import connector_for
     from .models import Platform, Shop
     from .stores.base import StoreError
+    from .stores.woocommerce import WooCommerceStore
 
     config = svc.config
     with svc.db.transaction() as session:
@@ -275,7 +278,9 @@ def _register_woocommerce_webhooks(svc: Services, shop_id: int, secret: str) -> 
             raise click.UsageError("--register-webhooks is for WooCommerce shops")
         try:
             store = connector_for(shop, config)
-            return store.register_webhooks(  # type: ignore[attr-defined]
+            if not isinstance(store, WooCommerceStore):
+                raise click.UsageError("--register-webhooks is for WooCommerce shops")
+            return store.register_webhooks(
                 lambda topic: f"{config.public_url.rstrip('/')}/webhooks/woocommerce/{shop_id}", secret)
         except StoreError as exc:
             raise click.ClickException(f"the shop was added (id {shop_id}) but its webhooks were not: {exc}") from None
@@ -283,13 +288,21 @@ def _register_woocommerce_webhooks(svc: Services, shop_id: int, secret: str) -> 
 
 @shops.command("list")
 def shops_list() -> None:
-    """All shops."""
+    """All shops; `needs-reauth` marks a Shopify shop whose merchant must open the app again."""
+    from sqlalchemy.orm import undefer
+
     from .models import Shop
+    from .shop_tokens import needs_reauth
 
     svc = _services()
-    with svc.db.transaction() as session:
-        for shop in session.scalars(select(Shop).order_by(Shop.id)):
-            click.echo(f"{shop.id:>4}  {shop.platform.value:<12} {shop.domain:<40} {'active' if shop.active else 'inactive'}")
+    try:
+        with svc.db.transaction() as session:
+            for shop in session.scalars(select(Shop).options(undefer(Shop.credentials)).order_by(Shop.id)):
+                line = (f"{shop.id:>4}  {shop.platform.value:<12} {shop.domain:<40} "
+                        f"{'active' if shop.active else 'inactive':<8}  {'needs-reauth' if needs_reauth(shop) else ''}")
+                click.echo(line.rstrip())
+    finally:
+        svc.close()
 
 
 @shops.command("login-link")
@@ -309,8 +322,32 @@ def shops_login_link(shop_id: int) -> None:
         svc.close()
     if not active:
         raise click.ClickException(f"no active shop {shop_id} (see `catalog-service shops list`)")
-    link = make_link(config.public_url, config.secret_key, shop_id, ttl_s=config.login_link_ttl_s)
-    click.echo(link.url)
+    click.echo(make_link(config, shop_id).url)
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Stored secrets (shop tokens, webhook secrets, credentials), encrypted with CATALOG_SECRET_KEY."""
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with CATALOG_SECRET_KEY, in one transaction.
+
+    Run it after moving the old key to CATALOG_SECRET_KEY_FALLBACKS; once it has run, the old key can go.
+    """
+    from .models import Base
+    from .security import UnreadableSecret, rotate_stored
+
+    svc = _services()
+    try:
+        with svc.db.transaction() as session:
+            rewritten = rotate_stored(session, Base.metadata)
+    except UnreadableSecret as exc:
+        raise click.ClickException(f"{exc}. Nothing was changed.") from None
+    finally:
+        svc.close()
+    click.echo(f"re-encrypted {rewritten} stored secret(s) with the current key")
 
 
 if __name__ == "__main__":

@@ -9,4 +9,5 @@ from .services import Services
 
 def services() -> Services:
     """The resources of the app in the current request (built once by create_app())."""
-    return current_app.extensions["catalog"]  # type: ignore[no-any-return]
+    svc: Services = current_app.extensions["catalog"]
+    return svc

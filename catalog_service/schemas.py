@@ -70,7 +70,8 @@ class SettingsSchema(Schema):
     model = fields.String(load_default="", validate=lambda name: _known_model(name),
                           metadata={"description": "GPT Image model; empty for the service default"})
     monthly_budget_usd = fields.Float(load_default=20.0, validate=validate.Range(0, 100_000),
-                                      metadata={"description": "paid scene calls stop when this month's spend would pass it"})
+                                      metadata={"description":
+                                                "paid scene calls stop when this month's spend would pass it"})
     presets = fields.List(fields.Nested(PresetSchema), load_default=list, validate=validate.Length(max=20))
     publish_mode = fields.String(load_default="auto", validate=validate.OneOf(["auto", "review"]))
     on_regenerate = fields.String(

@@ -22,7 +22,7 @@ def spent_this_month(session: Session, shop_id: int, now: dt.datetime | None = N
 
 def check_for_shop(session: Session, shop_id: int, settings: dict[str, Any]) -> None:
     """What the schema cannot know: preset names unique, reference images this shop's own."""
-    errors: dict[str, Any] = {}
+    errors: dict[int, Any] = {}
     known = set(session.scalars(select(ReferenceImage.id).where(ReferenceImage.shop_id == shop_id)))
     seen: set[str] = set()
     for index, preset in enumerate(settings["presets"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from catalog_service.app import create_app
 from catalog_service.db import upgrade
@@ -79,15 +81,39 @@ def redis(redis_url: str) -> Iterator[Redis]:
     client.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on SQLite; a test marked both_databases on PostgreSQL too; one asking for `postgres_url` on
+    PostgreSQL alone (without a server it gets SQLite, and `postgres_url` skips it, saying why)."""
+    if "database" not in metafunc.fixturenames:
+        return
+    backends = ["sqlite"]
+    if POSTGRES_URL and "postgres_url" in metafunc.fixturenames:
+        backends = ["postgresql"]
+    elif POSTGRES_URL and metafunc.definition.get_closest_marker("both_databases") is not None:
+        backends = ["sqlite", "postgresql"]
+    metafunc.parametrize("database", backends, indirect=True, scope="session")
+
+
+@dataclasses.dataclass
+class SessionDatabase:
+    """A migrated database of the session: a SQLite file to copy, or a PostgreSQL schema to empty."""
+
+    backend: str
+    template: str = ""  # SQLite: the migrated file each test gets a copy of
+    url: str = ""  # PostgreSQL: the schema's URL
+    engine: Engine | None = None  # PostgreSQL: empties the tables between tests
+    sequences: tuple[str, ...] = ()
+
+
+@pytest.fixture(scope="session")
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionDatabase]:
     """A migrated database per backend per session; tests get a clean copy (SQLite) or empty tables (PostgreSQL)."""
     if request.param == "sqlite":
         template = tmp_path_factory.mktemp("db") / "template.db"
         engine = create_engine(f"sqlite:///{template}")
         upgrade(engine)
         engine.dispose()
-        yield {"backend": "sqlite", "template": str(template)}
+        yield SessionDatabase("sqlite", template=str(template))
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
@@ -95,32 +121,38 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     url_text = url.render_as_string(hide_password=False)
-    engine = create_engine(url_text)
+    # No pool: a connection held across a test would be inherited by the workers the test forks.
+    engine = create_engine(url_text, poolclass=NullPool)
     upgrade(engine)
+    with engine.connect() as connection:
+        sequences = tuple(connection.scalars(text(
+            "SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = :schema"),
+            {"schema": schema}))
+    yield SessionDatabase("postgresql", url=url_text, engine=engine, sequences=sequences)
     engine.dispose()
-    yield {"backend": "postgresql", "url": url_text}
     with admin.begin() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
 
 
-def _database_url(database: dict[str, str], tmp_path: Path) -> str:
-    if database["backend"] == "sqlite":
+def _database_url(database: SessionDatabase, tmp_path: Path) -> str:
+    if database.engine is None:
         copy = tmp_path / "catalog.db"
-        shutil.copyfile(database["template"], copy)
+        shutil.copyfile(database.template, copy)
         return f"sqlite:///{copy}"
-    engine = create_engine(database["url"])
-    with engine.begin() as connection:
-        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-        # A connection a test leaked would block TRUNCATE forever; fail loudly instead.
+    # DELETE, children first, is cheap on the few rows a test leaves; TRUNCATE recreates every table's files.
+    with database.engine.begin() as connection:
+        # A connection a test leaked would block the cleanup forever; fail loudly instead.
         connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    return database["url"]
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+        for sequence in database.sequences:
+            connection.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
+    return database.url
 
 
 @pytest.fixture
-def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict[str, object]:
+def app_config(database: SessionDatabase, redis_url: str, tmp_path: Path) -> dict[str, object]:
     """The settings of a test app: everything under tmp_path, loopback fetches allowed."""
     return {
         "var_dir": str(tmp_path / "var"),
@@ -134,7 +166,8 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
         "allow_private_urls": True,
         # Explicit, so an OPENAI_API_KEY in the environment never sends a test to OpenAI.
         "scene_provider": "compositor",
-        "openai_max_retries": 2,
+        # The openai library backs off for real between its own retries; RQ's retries are tested with a moved clock.
+        "openai_max_retries": 0,
         "openai_timeout_s": 20.0,
         "testing": True,
         "log_level": "WARNING",
@@ -143,10 +176,10 @@ def app_config(database: dict[str, str], redis_url: str, tmp_path: Path) -> dict
 
 @pytest.fixture
 def postgres_url(app_config: dict[str, object]) -> str:
-    """The test database's URL when it is PostgreSQL (the intake's single statement and its pool); else skip."""
+    """The test database's URL when it is PostgreSQL (for tests of its locks and connections); else skip."""
     url = str(app_config["database_url"])
     if not url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: the single-statement intake and its connection pool")
+        pytest.skip("PostgreSQL only: server locks and connections")
     return url
 
 

@@ -113,11 +113,12 @@ def test_reference_url_to_a_missing_image_is_400(api, image_server) -> None:
     assert response.status_code == 400 and "could not be downloaded" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.both_databases
 def test_usage_is_grouped_by_month_model_and_quality(app, api) -> None:
     """Spend adds up per month, model and quality, with this month's budget beside it."""
     import datetime as dt
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with app.app_context():
         with app.extensions["catalog_db"].transaction() as session:
             for model, quality, cost, when in [
@@ -204,7 +205,8 @@ def test_settings_round_trip_with_defaults(api) -> None:
     settings = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
     assert settings["auto_generate"] is True and settings["monthly_budget_usd"] == 20.0
     settings.update(monthly_budget_usd=5, provider="openai", model="gpt-image-1-mini",
-                    presets=[{"name": "beach", "prompt": "on warm sand at golden hour", "quality": "low", "text": "SALE"}],
+                    presets=[{"name": "beach", "prompt": "on warm sand at golden hour", "quality": "low",
+                              "text": "SALE"}],
                     scene_presets=["beach", "studio"])
     saved = api.put(f"/api/v1/shops/{api.id}/settings", json=settings)
     assert saved.status_code == 200

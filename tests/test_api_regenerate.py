@@ -10,7 +10,15 @@ import pytest
 from PIL import Image
 
 from catalog_service.models import (
-    Asset, AssetKind, Product, PushStatus, ReferenceImage, Render, RenderStatus, Shop, SourceImage,
+    Asset,
+    AssetKind,
+    Product,
+    PushStatus,
+    ReferenceImage,
+    Render,
+    RenderStatus,
+    Shop,
+    SourceImage,
 )
 from catalog_service.schemas import settings_with_defaults
 from catalog_service.shops import create_shop
@@ -70,7 +78,7 @@ def add_reference(app, shop_id: int) -> int:  # type: ignore[no-untyped-def]
 def load_render(app, render_id: int) -> Render:  # type: ignore[no-untyped-def]
     with app.app_context():
         render = app.extensions["catalog_db"].session().get(Render, render_id)
-        render.assets
+        assert render.assets is not None  # loaded while the session is open
         return render
 
 
@@ -302,6 +310,7 @@ def make_renders(app, shop_id: int, count: int, *, product: str = "101") -> list
     return ids
 
 
+@pytest.mark.both_databases
 def test_render_history_pages_newest_first_to_the_end(app, client, shop) -> None:
     """Seven renders in pages of three: 3, 3, 1, newest first, no repeats, next_cursor null at the end; each
     with its product, source image and a signed thumbnail link that works."""
@@ -323,6 +332,7 @@ def test_render_history_pages_newest_first_to_the_end(app, client, shop) -> None
         assert thumb.status_code == 200 and thumb.mimetype == "image/png"
 
 
+@pytest.mark.both_databases
 def test_render_history_filters_by_product_and_status(app, client, shop) -> None:
     """product_id and status narrow the list; another shop's renders never show."""
     shop_id, key, _ = shop
@@ -497,7 +507,7 @@ def test_a_lost_takedown_is_queued_again_by_the_sweeper(app, client, shop, redis
     run_jobs(app, redis)
     assert client.post(f"/api/v1/assets/{asset_ids[1]}/reject", headers=bearer(key)).status_code == 202
     redis.flushall()
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     with app.app_context():
         with app.extensions["catalog_db"].transaction() as session:
             assert sweep(session, redis, now=later)["takedowns"] == 1

@@ -96,6 +96,8 @@ def test_demo_runs_the_whole_path_on_rq(env, redis, model_session) -> None:
     result = run("demo", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "burst worker" in result.output
+    # Every step says what it is doing: model, start, webhook, cutout, scenes, push.
+    assert [f"[{step}/6]" in result.output for step in range(1, 7)] == [True] * 6
     product_dir = out / "shop-1" / "demo-espresso-cup"
     manifest = json.loads((product_dir / "manifest.json").read_text())
     kinds = sorted(entry["kind"] for entry in manifest["assets"])

@@ -56,7 +56,8 @@ def test_unknown_override_is_refused() -> None:
 def test_openai_key_selects_the_openai_provider_unless_told_otherwise() -> None:
     """With an OpenAI key the default provider is OpenAI; CATALOG_SCENE_PROVIDER still wins."""
     assert Config.load(environ={"OPENAI_API_KEY": "sk-test"}).scene_provider == "openai"
-    assert Config.load(environ={"OPENAI_API_KEY": "sk-test", "CATALOG_SCENE_PROVIDER": "compositor"}).scene_provider == "compositor"
+    chosen = Config.load(environ={"OPENAI_API_KEY": "sk-test", "CATALOG_SCENE_PROVIDER": "compositor"})
+    assert chosen.scene_provider == "compositor"
 
 
 def test_secret_key_is_generated_once_and_reused(tmp_path) -> None:

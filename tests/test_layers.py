@@ -12,7 +12,8 @@ PACKAGES = ("catalog_service", "webhooks", "jobs")
 
 # The web layer: Flask blueprints, the app factory and what only they use.
 WEB = ("catalog_service.app", "catalog_service.current", "catalog_service.api", "catalog_service.assets",
-       "catalog_service.ops", "catalog_service.shopify_install", "catalog_service.openapi", "catalog_service.web", "webhooks")
+       "catalog_service.ops", "catalog_service.shopify_install", "catalog_service.openapi", "catalog_service.web",
+       "webhooks")
 # The entry points may import anything.
 ENTRY = ("catalog_service.cli", "catalog_service.demo")
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from catalog_service.models import Base, Render, get_for_shop
 from catalog_service.shops import create_shop
+
+pytestmark = pytest.mark.both_databases  # database behaviour: on PostgreSQL too
 
 
 def test_migrations_produce_exactly_the_models(app) -> None:

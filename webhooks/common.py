@@ -79,9 +79,12 @@ def json_body(body: bytes) -> Any:
         abort(400, "The body is not valid JSON.")
     if _depth(payload) > MAX_JSON_DEPTH:
         abort(400, f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
-    # PostgreSQL text cannot hold NUL; refuse it here as the sender's error rather than fail at the database.
-    if b"\\u0000" in body and _has_nul(payload):
+    # Text the database cannot hold (NUL; a lone surrogate, which is not UTF-8) is the sender's error: refuse
+    # it here rather than fail at the database. Both can only arrive as JSON escapes.
+    if b"\\u0000" in body and _has_text(payload, _has_nul_char):
         abort(400, "Text fields must not contain NUL (\\u0000) characters.")
+    if (b"\\ud" in body or b"\\uD" in body) and _has_text(payload, _not_utf8):
+        abort(400, "Text fields must be valid Unicode: a lone surrogate (\\ud800-\\udfff) is not a character.")
     return payload
 
 
@@ -133,7 +136,9 @@ def run_intake(
         except intake.UnknownShop:
             abort(404, not_found)
         except IntegrityError:
-            # Two deliveries raced over the same product or delivery; the second sees the first on a fresh try.
+            # Intake's inserts skip rows a concurrent delivery already made (ON CONFLICT DO NOTHING), so
+            # this is a row it refers to changing under it, such as a shop removed mid-way; a fresh try
+            # sees the committed state.
             if attempt == 2:
                 log.exception("shop=%s delivery=%s intake conflict", shop, delivery_key)
                 abort(503, "The service could not record this delivery; please retry.")
@@ -151,12 +156,25 @@ def run_intake(
     return jsonify(body), 200
 
 
-def _has_nul(value: Any) -> bool:
+def _has_nul_char(text: str) -> bool:
+    return "\x00" in text
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _has_text(value: Any, bad: Callable[[str], bool]) -> bool:
+    """Whether any string in a parsed JSON document (keys included) is `bad`."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
+            if bad(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())

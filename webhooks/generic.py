@@ -15,7 +15,7 @@ from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent, product_id
 from catalog_service.security import verify_hex_signature
 
-from .common import bp, accept_event, image_refs, invalid, json_body, require_content_type
+from .common import accept_event, bp, image_refs, invalid, json_body, require_content_type
 
 SIGNATURE_HEADER = "X-Catalog-Signature"
 DELIVERY_HEADER = "X-Catalog-Delivery-Id"

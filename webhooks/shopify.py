@@ -21,9 +21,17 @@ from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
 from .common import (
+    DELETED,
+    MAX_ID,
+    PlatformImageSchema,
+    accept_event,
     bp,
-    DELETED, MAX_ID, PlatformImageSchema, accept_event, image_refs, in_transaction, invalid, json_body,
-    require_content_type, run_intake,
+    image_refs,
+    in_transaction,
+    invalid,
+    json_body,
+    require_content_type,
+    run_intake,
 )
 
 PRODUCT_TOPICS = {"products/create": "create", "products/update": "update", "products/delete": "delete"}
@@ -81,7 +89,8 @@ def shopify() -> ResponseReturnValue:
     topic = (request.headers.get("X-Shopify-Topic") or "").strip()
     domain = (request.headers.get("X-Shopify-Shop-Domain") or "").strip().lower()
     # Several subscriptions to one topic share an event id; a retry of one delivery keeps its webhook id.
-    delivery_id = (request.headers.get("X-Shopify-Event-Id") or request.headers.get("X-Shopify-Webhook-Id") or "").strip()
+    headers = request.headers
+    delivery_id = (headers.get("X-Shopify-Event-Id") or headers.get("X-Shopify-Webhook-Id") or "").strip()
     if not topic or not domain:
         abort(400, "X-Shopify-Topic and X-Shopify-Shop-Domain are required.")
     if not delivery_id or len(delivery_id) > 200:

@@ -21,8 +21,16 @@ from catalog_service.schemas import ProductEvent
 from catalog_service.security import verify_base64_signature
 
 from .common import (
+    DELETED,
+    MAX_ID,
+    PlatformImageSchema,
+    accept_event,
+    body_key,
     bp,
-    DELETED, MAX_ID, PlatformImageSchema, accept_event, body_key, image_refs, invalid, json_body, require_content_type,
+    image_refs,
+    invalid,
+    json_body,
+    require_content_type,
 )
 
 TOPICS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete",

@@ -14,11 +14,7 @@ import dataclasses
 import math
 
 import numpy as np
-from PIL import Image
-from PIL import ImageChops
-from PIL import ImageColor
-from PIL import ImageDraw
-from PIL import ImageFilter
+from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFilter
 
 Size = tuple[int, int]
 Box = tuple[int, int, int, int]

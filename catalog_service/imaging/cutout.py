@@ -79,6 +79,11 @@ def model_path(model_dir: str | Path, model_name: str = OFFLINE_MODEL) -> Path:
 @functools.cache
 def get_session(model_name: str = OFFLINE_MODEL, model_dir: str = "var/models") -> Any:
     """The rembg session for a model, created once per process and reused by every job."""
+    # Importing rembg imports pymatting, whose numba functions compile eagerly at import: a long silent wait on a
+    # fresh install, for alpha matting, which we never ask rembg for (refine_edges does our edges). numba's
+    # documented NUMBA_DISABLE_JIT leaves them plain Python and uncompiled. It must be set before numba is
+    # first imported, which is here; an operator's own value wins.
+    os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
     from rembg import new_session
 
     # rembg reads its model home from the environment; point it at ours.

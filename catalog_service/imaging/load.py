@@ -12,15 +12,9 @@ import zlib
 from collections.abc import Iterator
 
 import numpy as np
-from PIL import ExifTags
-from PIL import Image
-from PIL import ImageOps
-from PIL import features
+from PIL import ExifTags, Image, ImageOps, features
 
-from catalog_service.imaging.errors import CorruptImage
-from catalog_service.imaging.errors import ImageRejected
-from catalog_service.imaging.errors import ImageTooLarge
-from catalog_service.imaging.errors import UnsupportedImage
+from catalog_service.imaging.errors import CorruptImage, ImageRejected, ImageTooLarge, UnsupportedImage
 
 try:  # HEIC (iPhone photos) needs the optional pillow-heif plugin; without it HEIC is refused by name.
     import pillow_heif

@@ -11,8 +11,7 @@ import math
 import re
 from html.parser import HTMLParser
 
-from catalog_service.scenes.base import ProductInfo
-from catalog_service.scenes.base import ScenePreset
+from catalog_service.scenes.base import ProductInfo, ScenePreset
 
 MAX_DESCRIPTION_CHARS = 400
 """Longest product description, in characters, that goes into a prompt (cut at a word boundary)."""

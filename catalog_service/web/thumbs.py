@@ -21,7 +21,6 @@ THUMB_MAX_SIDE = 360
 THUMB_CACHE_S = 7 * 24 * 3600
 """Previews are immutable (their URL carries the stored file's key hash), so browsers keep them a week."""
 
-_MODELS = {"asset": Asset, "reference": ReferenceImage}
 
 
 def thumb_url(shop_id: int, kind: str, row_id: int, storage_key: str) -> str:
@@ -35,7 +34,10 @@ def thumb_url(shop_id: int, kind: str, row_id: int, storage_key: str) -> str:
 def thumbnail(shop_id: int, kind: str, row_id: int) -> ResponseReturnValue:
     """A WebP preview (alpha kept for cutouts) of one of this shop's stored images."""
     svc = services()
-    row = get_for_shop(svc.db.session(), _MODELS[kind], row_id, shop_id)
+    session = svc.db.session()
+    row: Asset | ReferenceImage | None = (
+        get_for_shop(session, Asset, row_id, shop_id) if kind == "asset"
+        else get_for_shop(session, ReferenceImage, row_id, shop_id))
     if row is None:
         abort(404, "No such image in this shop.")
     try:

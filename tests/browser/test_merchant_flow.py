@@ -25,14 +25,14 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import select
-from support import run_jobs
 from werkzeug.serving import make_server
 
 from catalog_service.app import create_app
 from catalog_service.models import Asset, Product, PushStatus, ReferenceImage, Render, Shop, SourceImage
 from catalog_service.shops import create_shop
+from support import run_jobs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -6,8 +6,7 @@ import colorsys
 
 import numpy as np
 import pytest
-from PIL import Image
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from catalog_service.imaging import compose
 

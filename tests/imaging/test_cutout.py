@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +32,8 @@ def synthetic_photo(size: tuple[int, int] = (900, 700), shape: str = "ellipse") 
             draw.rounded_rectangle(box, radius=40, fill=fill)
     # A little shading so the product is not a flat sticker.
     shade = Image.linear_gradient("L").resize(size).point(lambda v: v // 5)
-    photo = Image.composite(Image.eval(photo, lambda v: max(0, v - 25)), photo, Image.composite(shade, Image.new("L", size, 0), mask))
+    shadow = Image.composite(shade, Image.new("L", size, 0), mask)
+    photo = Image.composite(Image.eval(photo, lambda v: max(0, v - 25)), photo, shadow)
     out = io.BytesIO()
     photo.save(out, "JPEG", quality=92)
     return out.getvalue(), np.asarray(mask) > 127
@@ -303,3 +307,23 @@ def test_no_refine_keeps_the_models_own_mask(model_session) -> None:
     refined = working_alpha(remove_background(data, model_session, CutoutOptions(max_side=1000)))
     soft = lambda alpha: int(((alpha > 0) & (alpha < 1)).sum())  # noqa: E731
     assert soft(plain) > 3 * soft(refined)
+
+
+def test_loading_the_model_compiles_nothing(tmp_path, model_session) -> None:  # type: ignore[no-untyped-def]
+    """rembg's import leaves pymatting's numba functions uncompiled, so a fresh install's first cutout never waits."""
+    cache = tmp_path / "numba"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env["NUMBA_CACHE_DIR"] = str(cache)  # empty: numba would compile and write here
+    probe = (
+        "import importlib, sys\n"
+        "from catalog_service.imaging.cutout import get_session\n"
+        "get_session('u2netp', sys.argv[1])\n"
+        "boxfilter = importlib.import_module('pymatting.util.boxfilter')\n"
+        "print(type(boxfilter.boxfilter_rows_valid).__name__)\n"
+    )
+    model_dir = FIXTURES.parents[1] / "var" / "models"
+    result = subprocess.run([sys.executable, "-c", probe, str(model_dir)], env=env, cwd=FIXTURES.parents[1],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "function"
+    assert not cache.exists() or not any(cache.iterdir())

@@ -9,21 +9,18 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import ExifTags
-from PIL import Image
-from PIL import features
+from PIL import ExifTags, Image, features
 
-from catalog_service.imaging.errors import CorruptImage
-from catalog_service.imaging.errors import ImageRejected
-from catalog_service.imaging.errors import ImageTooLarge
-from catalog_service.imaging.errors import UnsupportedImage
-from catalog_service.imaging.load import HEIF_SUPPORTED
-from catalog_service.imaging.load import ImageInfo
-from catalog_service.imaging.load import _draft_scale_target
-from catalog_service.imaging.load import _normalise_mode
-from catalog_service.imaging.load import load_image
-from catalog_service.imaging.load import probe
-from catalog_service.imaging.load import sniff_format
+from catalog_service.imaging.errors import CorruptImage, ImageRejected, ImageTooLarge, UnsupportedImage
+from catalog_service.imaging.load import (
+    HEIF_SUPPORTED,
+    ImageInfo,
+    _draft_scale_target,
+    _normalise_mode,
+    load_image,
+    probe,
+    sniff_format,
+)
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)

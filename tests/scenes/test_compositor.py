@@ -7,17 +7,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from catalog_service.imaging.encode import encode
-from catalog_service.scenes.base import ProductInfo
-from catalog_service.scenes.base import ScenePreset
-from catalog_service.scenes.base import SceneRefused
-from catalog_service.scenes.base import SceneRequest
-from catalog_service.scenes.compositor import BUILTIN_PRESETS
-from catalog_service.scenes.compositor import CompositorProvider
-from catalog_service.scenes.compositor import scene_seed
+from catalog_service.scenes.base import ProductInfo, ScenePreset, SceneRefused, SceneRequest
+from catalog_service.scenes.compositor import BUILTIN_PRESETS, CompositorProvider, scene_seed
 
 PRESETS = {preset.name: preset for preset in BUILTIN_PRESETS}
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog_service.scenes.openai_images import MODELS
-from catalog_service.scenes.pricing import DEFAULT_PRICES
-from catalog_service.scenes.pricing import ModelPrice
-from catalog_service.scenes.pricing import PriceTable
+from catalog_service.scenes.pricing import DEFAULT_PRICES, ModelPrice, PriceTable
 
 USAGE = {
     "input_tokens": 1500,

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from catalog_service.scenes.base import ProductInfo
-from catalog_service.scenes.base import ScenePreset
-from catalog_service.scenes.prompts import BUILTIN_OPENAI_PRESETS
-from catalog_service.scenes.prompts import DEFAULT_LOOK
-from catalog_service.scenes.prompts import LOOKS
-from catalog_service.scenes.prompts import MAX_DESCRIPTION_CHARS
-from catalog_service.scenes.prompts import build_prompt
-from catalog_service.scenes.prompts import build_refine_prompt
-from catalog_service.scenes.prompts import describe_size
-from catalog_service.scenes.prompts import look_for
-from catalog_service.scenes.prompts import strip_html
+from catalog_service.scenes.base import ProductInfo, ScenePreset
+from catalog_service.scenes.prompts import (
+    BUILTIN_OPENAI_PRESETS,
+    DEFAULT_LOOK,
+    LOOKS,
+    MAX_DESCRIPTION_CHARS,
+    build_prompt,
+    build_refine_prompt,
+    describe_size,
+    look_for,
+    strip_html,
+)
 
 PRODUCT = ProductInfo(
     title="Smoky Chipotle Hot Sauce",

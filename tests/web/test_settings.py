@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from merchant import field_error, form_data
 from PIL import Image
 from sqlalchemy import select
 
 from catalog_service.models import ReferenceImage, Shop, UsageRecord
 from catalog_service.schemas import SETTINGS, settings_with_defaults
+from merchant import field_error, form_data
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -103,9 +103,10 @@ def test_duplicate_preset_names_and_foreign_reference_images_are_refused(app, me
     assert "424242" in field_error(html, "presets.1.reference_image_ids")
 
 
+@pytest.mark.both_databases
 def test_this_months_spend_is_shown_beside_the_budget(app, merchant) -> None:
     """Paid calls this month add up; last month's do not count."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with app.app_context(), app.extensions["catalog_db"].transaction() as session:
         for cost, when in ((0.25, now), (0.07, now), (9.0, now - dt.timedelta(days=40))):
             session.add(UsageRecord(shop_id=merchant.id, provider="openai", model="gpt-image-2", cost_usd=cost,
@@ -178,9 +179,8 @@ def test_another_shops_reference_image_cannot_be_deleted(app, merchant) -> None:
 
 def test_photos_over_the_size_cap_are_refused_in_words(app_config, redis, shop) -> None:  # type: ignore[no-untyped-def]
     """One photo over the per-photo cap is explained by the picker; a body over all of them is a 413 page."""
-    from merchant import sign_in
-
     from catalog_service.app import create_app
+    from merchant import sign_in
 
     small = create_app({**app_config, "max_source_bytes": 20_000})
     try:

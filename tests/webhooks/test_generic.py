@@ -25,6 +25,7 @@ def count(app, model) -> int:  # type: ignore[no-untyped-def]
         return app.extensions["catalog_db"].session().scalar(select(func.count()).select_from(model))
 
 
+@pytest.mark.both_databases
 def test_created_product_is_recorded_and_a_render_queued(app, webhooks, redis) -> None:
     """A signed product.created answers 200 with the render it queued."""
     response = webhooks.send("product.created", PRODUCT)
@@ -41,6 +42,7 @@ def test_created_product_is_recorded_and_a_render_queued(app, webhooks, redis) -
     assert redis.llen("rq:queue:renders") == 1
 
 
+@pytest.mark.both_databases
 def test_same_delivery_twice_starts_work_once(app, webhooks) -> None:
     """A shop's retry of a delivery we already took is answered 200 and changes nothing."""
     first = webhooks.send("product.created", PRODUCT, delivery_id="d-1")
@@ -99,7 +101,8 @@ def test_unknown_shop_is_404(client) -> None:
         (json.dumps({"event": "product.exploded", "product": PRODUCT}).encode(), "event"),
         (json.dumps({"event": "product.created"}).encode(), "product"),
         (json.dumps({"event": "product.created", "product": {**PRODUCT, "id": None}}).encode(), "id"),
-        (json.dumps({"event": "product.created", "product": {**PRODUCT, "images": [{"src": "ftp://x/y.jpg"}]}}).encode(), "src"),
+        (json.dumps({"event": "product.created",
+                     "product": {**PRODUCT, "images": [{"src": "ftp://x/y.jpg"}]}}).encode(), "src"),
         (json.dumps({"event": "product.created", "product": {**PRODUCT, "tags": "a,b"}}).encode(), "tags"),
         (json.dumps([1, 2, 3]).encode(), "schema"),
     ],
@@ -128,6 +131,7 @@ def test_oversized_body_is_413(app, webhooks) -> None:
     assert response.status_code == 413
 
 
+@pytest.mark.both_databases
 def test_unicode_everywhere_is_kept(app, webhooks) -> None:
     """Titles and tags in any script survive intact."""
     product = {**PRODUCT, "title": "Tasse à café ☕ 咖啡杯", "tags": ["żółw", "🐢"]}
@@ -139,7 +143,7 @@ def test_unicode_everywhere_is_kept(app, webhooks) -> None:
 
 def test_redis_down_still_acknowledges_with_the_render_recorded(app, webhooks) -> None:
     """When Redis is unreachable the Render row is committed (for the sweeper) and the shop gets 200."""
-    from jobs.queues import redis_connection
+    from catalog_service.services import redis_connection
 
     app.extensions["catalog"].redis = redis_connection("redis://127.0.0.1:1/0")
     body = webhooks.send("product.created", PRODUCT).get_json()
@@ -147,6 +151,7 @@ def test_redis_down_still_acknowledges_with_the_render_recorded(app, webhooks) -
     assert count(app, Render) == 1
 
 
+@pytest.mark.both_databases
 def test_database_unreachable_gives_503_so_the_shop_retries(app, client) -> None:
     """With the database gone the webhook answers 503, never 500, and never 200."""
     from catalog_service.db import Database

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from catalog_service.models import Asset, AssetKind, Delivery, Product, Render, RenderStatus, Shop
 from catalog_service.stores.base import asset_filename
@@ -96,6 +96,7 @@ def test_signature_must_match_the_exact_body(app, shopify) -> None:
     assert shopify.send("products/create", None, body=body, signature=good).status_code == 200
 
 
+@pytest.mark.both_databases
 def test_dedupe_prefers_the_event_id(app, shopify) -> None:
     """Two subscriptions deliver one event under two webhook ids: one delivery row, one render."""
     first = shopify.send("products/create", PAYLOAD, event_id="evt-7", webhook_id="wh-a")
@@ -105,6 +106,7 @@ def test_dedupe_prefers_the_event_id(app, shopify) -> None:
     assert rows(app, Delivery) == 1 and rows(app, Render) == 1
 
 
+@pytest.mark.both_databases
 def test_webhook_id_is_the_fallback_key(app, shopify) -> None:
     """Without an event id, a retried delivery (same webhook id) is a duplicate."""
     shopify.send("products/create", PAYLOAD, webhook_id="wh-1")
@@ -178,6 +180,7 @@ def test_customer_privacy_requests_are_answered(app, shopify, topic: str) -> Non
         assert delivery.topic == topic
 
 
+@pytest.mark.both_databases
 def test_shop_redact_deletes_rows_and_files(app, shopify) -> None:
     """shop/redact removes the shop, its products, renders and stored files; a repeat is still 200."""
     shopify.send("products/create", PAYLOAD)
@@ -215,15 +218,18 @@ def test_inactive_shop_gets_404_and_nothing_is_written(app, shopify) -> None:
         assert rows(app, model) == 0
 
 
+@pytest.mark.both_databases
 def test_a_dropped_database_connection_costs_one_retry(app, shopify, postgres_url) -> None:
     """The server dropped the intake's pooled connection: that delivery gets 503 (Shopify sends it again),
     nothing is half-written, and the retry, on a new connection, is accepted."""
     assert shopify.send("products/create", {**PAYLOAD, "id": 1}).status_code == 200  # the pool has a connection
     db = app.extensions["catalog_db"]
-    with db.autocommit() as connection:
-        pid = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with db.engine.begin() as connection:
+    with db.engine.connect() as connection:  # the pool's one connection, which that delivery used
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = create_engine(postgres_url)
+    with admin.begin() as connection:
         connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    admin.dispose()
 
     first = shopify.send("products/create", PAYLOAD, event_id="evt-dropped")
     assert first.status_code == 503
@@ -241,7 +247,8 @@ def test_new_product_without_photos_is_recorded_and_left_alone(app, shopify) -> 
     with app.app_context():
         session = app.extensions["catalog_db"].session()
         assert session.scalar(select(Product)).images == []
-        assert [(d.delivery_key, d.outcome) for d in session.scalars(select(Delivery))] == [("shopify:evt-bare", "ignored")]
+        recorded = [(d.delivery_key, d.outcome) for d in session.scalars(select(Delivery))]
+        assert recorded == [("shopify:evt-bare", "ignored")]
     assert rows(app, Render) == 0
 
 
