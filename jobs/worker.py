@@ -47,4 +47,6 @@ def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bo
     get_session(svc.config.cutout_model, svc.config.model_dir)
     log.info("worker model=%s queues=%s loaded", svc.config.cutout_model, ",".join(queues))
     worker = Worker([get_queue(name, svc.redis) for name in queues], connection=svc.redis, serializer=JSONSerializer)
-    return worker.work(burst=burst, logging_level=svc.config.log_level.upper())
+    # The scheduler moves retries whose backoff has passed (RQ keeps them in its scheduled registry) back
+    # onto their queue; without it a job that failed once would never run again.
+    return worker.work(burst=burst, with_scheduler=True, logging_level=svc.config.log_level.upper())
