@@ -169,7 +169,7 @@ def _defaults() -> dict[str, Any]:
 def setting(stored: dict[str, Any] | None, name: str) -> Any:
     """One top-level setting, or its default. Stored settings were validated when saved.
 
-    The webhook hot path needs two flags; loading the whole schema for them cost a third of intake's CPU.
+    The webhook path needs two flags; loading the whole schema for them would be wasted work.
     """
     if stored and name in stored:
         return stored[name]

@@ -1,7 +1,8 @@
 """The process's resources, built once from Config: database, Redis, storage, HTTP session, scene providers.
 
-No Flask and no RQ here. `create_app()` builds one for the web process; `catalog-service worker` and the
-sweeper build one for themselves and `install()` it, so the jobs they run find it with `current()`.
+No Flask and no RQ here. `create_app()` builds one for the web process; `catalog-service worker` builds one
+and `install()`s it, so the jobs it runs find it with `current()`; the sweeper and the other commands
+build their own.
 """
 
 from __future__ import annotations
