@@ -60,7 +60,8 @@ def sweep(session: Session, redis: Redis, *, now: dt.datetime, render_timeout_s:
     """Queue again what the database waits for and Redis lost; fail what has been tried too often."""
     counts = {"renders": 0, "pushes": 0, "given_up": 0, "takedowns": 0}
     for name in ALL_QUEUES:
-        # A dead worker's jobs: RQ retries or fails them once their heartbeat has expired.
+        # A dead worker's jobs: RQ retries or fails them once their heartbeat has expired (workers beat every
+        # HEARTBEAT_S and an entry lapses 60 s after the last beat: jobs/worker.py).
         StartedJobRegistry(name, connection=redis, serializer=JSONSerializer).cleanup(timestamp=now.timestamp())
     waiting = session.scalars(
         select(Render).where(Render.status.in_([RenderStatus.QUEUED, RenderStatus.RUNNING]))).all()

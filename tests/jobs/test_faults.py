@@ -7,52 +7,27 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from redis import Redis
-from redis.exceptions import RedisError
-from rq.serializers import JSONSerializer
 
 from catalog_service.models import PushStatus, Render, RenderStatus
 from catalog_service.services import redis_connection
 from catalog_service.shops import create_shop
 from fakes.woocommerce_server import FakeWooCommerce
-from jobs.queues import PUSHES, RENDERS
+from jobs.queues import PUSHES
 from jobs.sweeper import sweep
-from support import requeue_due_retries, run_jobs
+from support import free_port, requeue_due_retries, run_jobs, start_redis
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
-
-
-
-def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            Redis(port=port, socket_connect_timeout=0.2).ping()
-            return process
-        except RedisError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 @pytest.mark.slow
 def test_renders_queued_when_redis_restarts_with_its_data_gone_all_complete(
         app, webhooks, image_server, model_session, tmp_path) -> None:
     """Three products queued, Redis restarted empty: the sweeper re-queues all three and all complete."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = start_redis(port, tmp_path)
     redis = redis_connection(f"redis://127.0.0.1:{port}/0")
     app.extensions["catalog"].redis = redis
@@ -110,45 +85,3 @@ def test_store_failing_for_a_while_then_recovering_gets_every_asset_once(
             assert {a.push_status for a in assets} == {PushStatus.PUSHED}
         assert len(fake.images_of(product_id)) == len(assets) == 5
         assert len(fake.uploads()) == 5
-
-
-@pytest.mark.both_databases
-@pytest.mark.slow
-def test_worker_sigkilled_mid_render_then_another_worker_completes_it(
-        app, redis, webhooks, image_server, model_session, worker_env, tmp_path) -> None:
-    """Kill -9 while the photo downloads: the abandoned job is retried and the next worker finishes it."""
-    import signal
-    import subprocess
-    import sys
-
-    from rq.registry import StartedJobRegistry
-
-    src = image_server.serve("/slow.png", (FIXTURES / "coffee.png").read_bytes(), delay_s=5.0)
-    render_id = webhooks.send("product.created", {"id": 4, "title": "Cup", "images": [{"id": 1, "src": src}]}
-                              ).get_json()["render_id"]
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "catalog_service.cli", "worker", "--queues", "renders"],
-                                  env=worker_env, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        status = None
-        while time.monotonic() < deadline and status != RenderStatus.RUNNING:
-            time.sleep(0.1)
-            with app.app_context():
-                status = app.extensions["catalog_db"].session().get(Render, render_id).status
-                app.extensions["catalog_db"].remove()
-        assert status == RenderStatus.RUNNING, (tmp_path / "worker.log").read_text()
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-    image_server.delays.clear()
-    later = time.time() + 3600  # the dead worker's heartbeat is long expired by then
-    StartedJobRegistry(RENDERS, connection=redis, serializer=JSONSerializer).cleanup(timestamp=later)
-    requeue_due_retries(redis, RENDERS, now=later)
-    run_jobs(app, redis)
-    with app.app_context():
-        render = app.extensions["catalog_db"].session().get(Render, render_id)
-        assert render.status == RenderStatus.SUCCEEDED and render.attempts == 2

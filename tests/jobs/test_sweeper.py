@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
 from catalog_service.models import Asset, AssetKind, Product, PushStatus, Render, RenderStatus
 from catalog_service.services import redis_connection
 from jobs.queues import RENDERS, get_queue
 from jobs.sweeper import GRACE_S, MAX_ATTEMPTS, due, sweep
-from support import run_jobs
+from support import requeue_due_retries, run_jobs
 
 pytestmark = pytest.mark.both_databases  # database behaviour: on PostgreSQL too
 
@@ -131,3 +135,42 @@ def test_the_sweeper_command_once_with_redis_down_exits_with_failure(worker_env)
 
     assert sweeper.returncode == 1, sweeper.stderr
     assert "Redis does not answer" in sweeper.stderr
+
+
+@pytest.mark.slow
+def test_a_render_whose_worker_was_killed_is_taken_back_by_a_sweep_minutes_later(
+        app, redis, webhooks, image_server, model_session, worker_env, tmp_path) -> None:
+    """Kill -9 mid-render: a sweep 2.5 minutes later hands the job to RQ's retry; the next worker finishes it."""
+    src = image_server.serve("/slow.png", (FIXTURES / "coffee.png").read_bytes(), delay_s=5.0)
+    render_id = webhooks.send("product.created", {"id": 4, "title": "Cup", "images": [{"id": 1, "src": src}]}
+                              ).get_json()["render_id"]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "catalog_service.cli", "worker", "--queues", "renders"],
+                                  env=worker_env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status != RenderStatus.RUNNING and worker.poll() is None:
+            time.sleep(0.1)
+            with app.app_context():
+                status = app.extensions["catalog_db"].session().get(Render, render_id).status
+                app.extensions["catalog_db"].remove()
+        assert status == RenderStatus.RUNNING, (tmp_path / "worker.log").read_text()
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    image_server.delays.clear()
+
+    run_sweep(app, redis, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2, seconds=30))
+
+    # Before: the job's heartbeat was its whole timeout + 60 s (31 minutes), so this sweep left it "started".
+    job = Job.fetch(f"render-{render_id}", connection=redis, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.SCHEDULED
+    requeue_due_retries(redis, RENDERS, now=time.time() + 3600)  # the retry's own backoff, moved past
+    run_jobs(app, redis)
+    with app.app_context():
+        render = app.extensions["catalog_db"].session().get(Render, render_id)
+        assert render.status == RenderStatus.SUCCEEDED and render.attempts == 2

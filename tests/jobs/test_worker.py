@@ -6,12 +6,30 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from catalog_service.models import Render, RenderStatus
 from jobs.queues import RENDERS, get_queue
-from jobs.worker import run_worker
+from jobs.worker import HEARTBEAT_S, RECONNECT_CAP_S, Worker, reconnect_delay, run_worker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.mark.parametrize(("attempt", "expected"), [(0, 1.0), (1, 2.0), (3, 8.0), (5, RECONNECT_CAP_S), (500, 30.0)])
+def test_reconnect_waits_double_up_to_a_cap(attempt: int, expected: float) -> None:
+    """Waiting for Redis: 1 s, 2 s, 4 s ... never more than the cap, however long the outage."""
+    assert reconnect_delay(attempt) == expected
+
+
+def test_a_long_jobs_heartbeat_lapses_in_seconds_not_at_its_timeout(redis) -> None:
+    """A 30-minute render's started entry is kept alive by beats, each good for HEARTBEAT_S + 60 s."""
+    worker = Worker([get_queue(RENDERS, redis)], connection=redis, serializer=JSONSerializer)
+    job = Job.create("jobs.render.render_product", args=(1,), connection=redis, timeout=1800,
+                     serializer=JSONSerializer)
+
+    assert worker.get_heartbeat_ttl(job) == HEARTBEAT_S + 60
+    assert worker.get_heartbeat_ttl(job, working_time=1790) == 10 + 60  # the beat never outlasts the timeout
 
 
 @pytest.mark.slow
