@@ -14,6 +14,7 @@ import http.cookiejar
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -262,7 +263,7 @@ def _accept(response: requests.Response, url: str, max_bytes: int, deadline: flo
     if status in (404, 410):
         raise FetchNotFound(f"{where} answered {status}: the image is gone; update the product's image link")
     if status >= 500 or status in _RETRYABLE_4XX:
-        message = f"{where} answered {status}; the server is failing, we will retry"
+        message = f"{where} answered {status}; the server is failing"
         raise FetchUpstream(message, retryable=True)
     if not 200 <= status < 300:
         raise FetchUpstream(f"{where} answered {status}; make sure the image is public", retryable=False)
@@ -277,18 +278,40 @@ def _accept(response: requests.Response, url: str, max_bytes: int, deadline: flo
 
 
 def _read_capped(response: requests.Response, url: str, max_bytes: int, deadline: float) -> bytes:
-    """Read the body one socket read at a time, stopping past max_bytes or the deadline."""
+    """Read the body one socket read at a time, stopping past max_bytes or at the deadline."""
     # Not iter_content: it blocks until a whole chunk has arrived, so a server sending a byte a second
-    # would never be looked at between chunks. read1() returns after a single socket read, each of
-    # which waits at most the read timeout fetch() cut to the time left, so a download ends by the
-    # deadline plus at most one such wait.
+    # would never be looked at between chunks. read1() returns after a single socket read. The socket's
+    # own timeout was set when the request went out, so a server that falls silent just before the
+    # deadline could hold a read that long again; a timer therefore shuts the socket down at the
+    # deadline (urllib3's documented HTTPResponse.shutdown(), meant for unblocking a read from another
+    # thread), which ends the blocked read at once.
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        # The response may be closing in this same instant: then there is nothing left to unblock.
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
+            response.raw.shutdown()
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
+    timer.daemon = True
+    timer.start()
     chunks, received = [], 0
-    while chunk := response.raw.read1(READ_CHUNK_BYTES):
-        received += len(chunk)
-        if received > max_bytes:
-            raise FetchTooLarge(f"{_redact(url)} is over the {max_bytes}-byte limit; use a smaller image")
-        chunks.append(chunk)
-        _remaining(deadline, url)
+    try:
+        while chunk := response.raw.read1(READ_CHUNK_BYTES):
+            received += len(chunk)
+            if received > max_bytes:
+                raise FetchTooLarge(f"{_redact(url)} is over the {max_bytes}-byte limit; use a smaller image")
+            chunks.append(chunk)
+            _remaining(deadline, url)
+    except Exception:
+        if expired.is_set():  # the cut socket, not the server, ended the read
+            raise _too_slow(url) from None
+        raise
+    finally:
+        timer.cancel()
+    if expired.is_set():  # a shut-down socket reads as a clean end of the body: it is not one
+        raise _too_slow(url)
     return b"".join(chunks)
 
 
@@ -296,8 +319,13 @@ def _remaining(deadline: float, url: str) -> float:
     """Seconds left before the deadline; FetchTimeout once it has passed."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise FetchTimeout(f"{_redact(url)} took too long to download; we will retry, check it loads fast")
+        raise _too_slow(url)
     return remaining
+
+
+def _too_slow(url: str) -> FetchTimeout:
+    """The error of a download that ran out of time."""
+    return FetchTimeout(f"{_redact(url)} took too long to download; check that it loads fast")
 
 
 @contextlib.contextmanager
@@ -309,14 +337,14 @@ def _failures_explained(url: str) -> Iterator[None]:
     try:
         yield
     except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
-        raise FetchTimeout(f"{where} did not answer in time; we will retry, check it loads fast") from None
+        raise FetchTimeout(f"{where} did not answer in time; check that it loads fast") from None
     except (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError):
         message = f"{where}: its HTTPS certificate could not be verified; fix it or link another host"
         raise FetchUpstream(message, retryable=False) from None
     except ValueError:  # requests' InvalidURL/InvalidSchema/InvalidHeader, http.client.InvalidURL
         raise FetchBlocked(f"{where} is not a valid web address; check the image link") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError):
-        message = f"{where}: the connection failed or was cut off; we will retry"
+        message = f"{where}: the connection failed or was cut off"
         raise FetchUpstream(message, retryable=True) from None
 
 

@@ -302,6 +302,15 @@ def test_a_server_that_falls_silent_midway_is_cut_off_near_the_deadline(peer: Pe
     assert time.monotonic() - started < 5
 
 
+def test_a_server_that_falls_silent_just_before_the_deadline_is_cut_off_at_it(peer: Peer) -> None:
+    """Silence from 2.5 s into a 3 s budget: the download ends at 3 s, not when the socket's 3 s timeout runs out."""
+    peer.routes["/drip.png"] = endless("until-close", block=b"x", pause_s=0.25, silent_after=10)
+    started = time.monotonic()
+    with pytest.raises(http.FetchTimeout):
+        fetch_local(peer.url("/drip.png"), read_timeout_s=20, total_timeout_s=3)
+    assert time.monotonic() - started < 3.8
+
+
 # --- redirects ------------------------------------------------------------------------------------------
 
 

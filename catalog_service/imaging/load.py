@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterator
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, features
+from PIL import ExifTags, Image, features
 
 from catalog_service.imaging.errors import CorruptImage, ImageRejected, ImageTooLarge, UnsupportedImage
 
@@ -28,6 +28,9 @@ AVIF_SUPPORTED = features.check("avif")
 
 DEFAULT_MAX_PIXELS = 50_000_000
 """Pixel cap (width * height) when the caller gives none: about 150 MB decoded as RGB."""
+
+BUDGET_BYTES_PER_PIXEL = 4
+"""Memory budget of one decode when the caller gives none: max_pixels * this, an RGB photo at the pixel cap."""
 
 MAX_DIMENSION = 65_535
 """Longest side, in px, we believe from a header; JPEG cannot encode more, and no product photo needs it."""
@@ -48,6 +51,14 @@ _DECODE_ERRORS = (
 )
 
 _ACCEPTED = "Upload a JPEG, PNG or WebP photo."
+
+# What Pillow keeps per pixel of a decoded image by mode: one byte for bilevel, grey and palette, two for
+# 16-bit grey, four for every other mode (it pads RGB and LA to four bytes too).
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+# Pillow decodes WebP through libwebp's animation decoder: two RGBA canvases of its own and the RGBA frame
+# it hands to Pillow, alive as long as the image (tests/imaging/test_load.py measures the whole decode).
+_WEBP_DECODER_BYTES = 12
+_GREY_16 = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,27 +110,51 @@ def probe(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
 
 
 def load_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None, draft_slack: float = 0.0
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+    draft_slack: float = 0.0,
+    max_bytes: int | None = None,
 ) -> Image.Image:
     """Decoded first frame, upright, in RGB or RGBA, its longest side at most max_side.
 
     `draft_slack` lets a JPEG land up to that fraction below max_side when a reduced-scale decode gets
     there with no resampling at all: a 4000 px photo for a 2048 px cap decodes at 1/2 scale (2000 px), far
     faster than a full decode plus a 12 MP resample.
+
+    `max_bytes` (default max_pixels * BUDGET_BYTES_PER_PIXEL) bounds the memory the decode takes at its
+    peak, reckoned from the header before any pixel is decoded: the pixels in the mode the decoder makes,
+    its own buffers, and the full-size copies made before the image is scaled down. A file within the
+    pixel cap but over that budget (a 16383x3000 WebP of a few bytes, a 7000x7000 PNG with alpha) is
+    refused with ImageTooLarge.
     """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be at least 1, not {max_side}")
     if not 0 <= draft_slack < 0.5:
         raise ValueError(f"draft_slack must be in [0, 0.5), not {draft_slack}")
+    budget = max_pixels * BUDGET_BYTES_PER_PIXEL if max_bytes is None else max_bytes
     fmt = _sniff_or_reject(data)
-    with _decoding(fmt, max_pixels), Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[fmt]]) as im:
+    # Not `with Image.open()`: closing would destroy the decoded pixels, and when they need no change they
+    # are the answer. The file is our BytesIO, so nothing is left open.
+    with _decoding(fmt, max_pixels):
+        im = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[fmt]])
         _check_size(im.size, max_pixels)
         if max_side is not None and (target := _draft_scale_target(im.size, math.floor(max_side * (1 - draft_slack)))):
-            # libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the time and memory; no-op elsewhere.
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the time and memory; Pillow's draft()
+            # exists for JPEG only, so every other format is decoded whole and scaled down after.
             im.draft("RGB", target)
+        _check_budget(fmt, im, max_side, budget)
         im.load()  # the whole decode happens here, inside the guard: truncation surfaces now, not later
-        image = _normalise_mode(_upright(im))
-    return _fit(image, max_side)
+        orientation = _orientation(im)
+        # Mode first (filters must see real colours), then the size, and only then the turn, on the small
+        # image: each step's full-size copy is what the budget above counts, and no more of them are made.
+        image = _upright(_fit(_normalise_mode(im), max_side), orientation)
+    if image is im and fmt == "webp":
+        image = im.copy()  # the WebP file's image keeps libwebp's canvases for as long as it lives
+    if image is not im:
+        im.close()  # its pixels go now, not when the garbage collector comes by
+    return image
 
 
 def _draft_scale_target(size: tuple[int, int], max_side: int) -> tuple[int, int] | None:
@@ -214,17 +249,69 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _upright(im: Image.Image) -> Image.Image:
-    """Copy of a loaded image turned as its EXIF says, orientation tag removed; unturned if the EXIF is broken."""
-    try:
-        return ImageOps.exif_transpose(im)
-    except _DECODE_ERRORS:
-        return im.copy()
+# EXIF orientation -> the turn that makes the stored picture upright (EXIF 2.3, tag 0x0112).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
+    """The image turned as the orientation read from its file says, its metadata dropped with the tag in it."""
+    turn = _UPRIGHT.get(orientation)
+    if turn is None:
+        return im
+    turned = im.transpose(turn)
+    for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # they still say "turn me", which is done
+        turned.info.pop(key, None)
+    return turned
+
+
+def _check_budget(fmt: str, im: Image.Image, max_side: int | None, budget: int) -> None:
+    """Refuse an image whose decode would take more memory than the budget, from its header alone."""
+    need = _peak_bytes(fmt, im, max_side)
+    if need <= budget:
+        return
+    width, height = im.size
+    at_most = budget * width * height // need  # the same kind of file, scaled to fit
+    what = f"{_label(fmt)} with transparency" if im.has_transparency_data else _label(fmt)
+    raise ImageTooLarge(
+        f"The {width}x{height} {what} needs {_mb(need)} MB of memory to decode, over the {_mb(budget)} MB "
+        f"we allow one photo; a file like it may have at most {_mp(at_most)} MP. "
+        "Upload a smaller photo, or the same photo saved as JPEG."
+    )
+
+
+def _peak_bytes(fmt: str, im: Image.Image, max_side: int | None) -> int:
+    """Bytes load_image holds at its peak for this opened, not yet decoded image (a bound, not a measurement).
+
+    Each term is an image alive at the same moment as the decoded one; tests/imaging/test_load.py checks
+    the sum against the resident size a real decode reaches.
+    """
+    width, height = im.size
+    pixels = width * height
+    per_pixel = _STORED_BYTES.get(im.mode, 4) + (_WEBP_DECODER_BYTES if fmt == "webp" else 0)
+    alpha = im.has_transparency_data
+    converted = im.mode != ("RGBA" if alpha else "RGB")
+    if im.mode in _GREY_16:
+        per_pixel += 8  # NumPy's copy and its 8-bit grey, then RGB
+    elif converted:
+        per_pixel += 4  # the RGB or RGBA copy
+    resampling = 0
+    if max_side is not None and max(width, height) > max_side:
+        per_pixel += 4 if alpha else 0  # Pillow resamples alpha premultiplied, from a full-size copy
+        out_w, out_h = _fitted((width, height), max_side)
+        # At most: a reduce() to a quarter or less, one pass's intermediate image, the result (4 bytes a pixel).
+        resampling = 4 * (pixels // 4 + max(out_w * height, width * out_h) + out_w * out_h)
+    elif fmt == "webp" and not converted:
+        per_pixel += 4  # the copy that lets the WebP decoder go
+    return pixels * per_pixel + resampling
 
 
 def _normalise_mode(im: Image.Image) -> Image.Image:
     """RGB, or RGBA when the image carries any transparency; done before resampling so filters see real colours."""
-    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+    if im.mode in _GREY_16:
         im = _grey16_to_8bit(im)
     elif im.mode == "La":
         im = im.convert("LA")  # Pillow has no direct La -> RGBA conversion
@@ -236,9 +323,9 @@ def _normalise_mode(im: Image.Image) -> Image.Image:
 def _grey16_to_8bit(im: Image.Image) -> Image.Image:
     """8-bit "L" (or "LA") from 16-bit greyscale, keeping the high byte; Pillow's own convert() clips 65535 to 255."""
     values = np.asarray(im)
-    if values.dtype.kind == "f":
+    if values.dtype != np.uint16:  # "I" (32-bit integers) and "F" (floats) may hold anything
         values = np.clip(values, 0, 65535).astype(np.uint16)
-    grey = Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8))
+    grey = Image.fromarray((values >> 8).astype(np.uint8))
     transparent = im.info.get("transparency")
     if isinstance(transparent, int):  # greyscale tRNS: one 16-bit grey value is see-through
         grey.putalpha(Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8)))
@@ -247,17 +334,26 @@ def _grey16_to_8bit(im: Image.Image) -> Image.Image:
 
 def _fit(im: Image.Image, max_side: int | None) -> Image.Image:
     """Image scaled down so its longest side is exactly max_side; untouched when already small enough."""
-    width, height = im.size
-    if max_side is None or max(width, height) <= max_side:
+    if max_side is None or max(im.size) <= max_side:
         return im
-    if width >= height:
-        size = (max_side, max(1, round(height * max_side / width)))
-    else:
-        size = (max(1, round(width * max_side / height)), max_side)
+    size = _fitted(im.size, max_side)
     # reducing_gap: when shrinking by 3x or more, a fast integer reduce() does the bulk and LANCZOS the last
     # factor of 3 or less (Pillow documents it as indistinguishable). Below 3x it does nothing: there the
     # JPEG draft (see draft_slack in load_image) is what avoids a full-size resample.
     return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _fitted(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """size scaled so its longest side is max_side."""
+    width, height = size
+    if width >= height:
+        return max_side, max(1, round(height * max_side / width))
+    return max(1, round(width * max_side / height)), max_side
+
+
+def _mb(size: int) -> str:
+    """Megabytes for a message, whole."""
+    return f"{math.ceil(size / 1_000_000)}"
 
 
 def _mp(pixels: int) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -17,6 +20,7 @@ from catalog_service.imaging.load import (
     ImageInfo,
     _draft_scale_target,
     _normalise_mode,
+    _peak_bytes,
     load_image,
     probe,
     sniff_format,
@@ -432,3 +436,149 @@ def test_draft_slack_decodes_at_half_scale_just_below_max_side() -> None:
     assert load_image(out.getvalue(), max_side=2048, draft_slack=0.05).size == (2000, 1500)
     assert load_image(out.getvalue(), max_side=2048).size == (2048, 1536)
     assert load_image(out.getvalue(), max_side=1900, draft_slack=0.05).size == (1900, 1425)
+
+
+# ---- memory: a budget in bytes, not only pixels ----
+
+
+def lossless_webp_header(width: int, height: int) -> bytes:
+    """34 bytes: a RIFF/WEBP file whose VP8L header says width x height; the pixel data is never reached."""
+    bits = (width - 1) | ((height - 1) << 14)
+    vp8l = b"\x2f" + struct.pack("<I", bits) + b"\x00" * 8
+    chunk = b"VP8L" + struct.pack("<I", len(vp8l)) + vp8l + b"\x00" * (len(vp8l) % 2)
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+def rgba16_png(width: int, height: int) -> bytes:
+    """A 16-bit RGBA PNG with real pixel data (a ramp), streamed through zlib row by row."""
+    ramp = np.linspace(0, 65535, width, dtype=np.uint16)
+    row = b"\x00" + np.stack([ramp, ramp[::-1], ramp, np.full_like(ramp, 40000)], axis=1).astype(">u2").tobytes()
+    pack = zlib.compressobj(1)
+    idat = b"".join(pack.compress(row) for _ in range(height)) + pack.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def test_a_tiny_webp_claiming_16383x3000_is_refused_for_its_memory():
+    """49 MP is under the 50 MP cap, but a WebP that size needs far more memory than 4 bytes a pixel allow."""
+    real = encode(Image.new("RGB", (16383, 3000), GREEN), "WEBP", lossless=True)
+    for data in (lossless_webp_header(16383, 3000), real):
+        assert len(data) < 5000
+        with pytest.raises(ImageTooLarge) as caught:
+            load_image(data, max_side=2048)
+        message = str(caught.value)
+        assert "16383x3000 WebP needs" in message and "over the 200 MB" in message
+        assert "Upload a smaller photo" in message
+
+
+def test_a_7000x7000_16_bit_rgba_png_is_refused_for_its_memory():
+    """A 16-bit PNG with alpha at 49 MP: decoded, premultiplied and resampled it would take over twice the budget."""
+    data = raw_png(7000, 7000, bit_depth=16, colour_type=6, rows=b"\x00")
+    with pytest.raises(ImageTooLarge, match="7000x7000 PNG with transparency needs .* MB"):
+        load_image(data, max_side=2048)
+
+
+def test_the_budget_counts_bytes_per_pixel_by_format_and_mode():
+    """Same pixels, same budget: the RGB PNG fits, the RGBA PNG (premultiplied copy) and the WebP (libwebp's buffers)
+    do not."""
+    size, budget = (1000, 1000), 10_000_000
+    assert load_image(encode(Image.new("RGB", size, RED), "PNG"), max_side=500, max_bytes=budget).size == (500, 500)
+    for data in (encode(Image.new("RGBA", size, (1, 2, 3, 4)), "PNG"), encode(Image.new("RGB", size, RED), "WEBP")):
+        with pytest.raises(ImageTooLarge, match="MB of memory"):
+            load_image(data, max_side=500, max_bytes=budget)
+    webp = encode(Image.new("RGB", size, RED), "WEBP")
+    assert load_image(webp, max_side=500, max_bytes=30_000_000).size == (500, 500)
+
+
+def test_the_default_budget_is_four_bytes_a_pixel_of_the_cap():
+    """A 1000x1000 RGB PNG needs 4 MB: it fits a 1 MP cap exactly, and 1 MP of RGBA resampled does not."""
+    assert load_image(encode(Image.new("RGB", (1000, 1000)), "PNG"), max_pixels=1_000_000).size == (1000, 1000)
+    with pytest.raises(ImageTooLarge, match="over the 4 MB"):
+        load_image(encode(Image.new("RGBA", (1000, 1000), (1, 2, 3, 4)), "PNG"), max_pixels=1_000_000, max_side=500)
+
+
+_MEASURE = r"""
+import json, sys
+from PIL import Image
+from catalog_service.imaging import load
+from catalog_service.imaging.errors import ImageRejected
+
+data = open(sys.argv[1], "rb").read()
+options = json.loads(sys.argv[2])
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # the peak resident size starts again from the current one
+
+def kb(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field))
+
+before = kb("VmRSS")
+try:
+    out = load.load_image(data, **options)
+    result = [out.mode, list(out.size)]
+except ImageRejected as exc:
+    result = str(exc)
+print(json.dumps({"grew": (kb("VmHWM") - before) * 1024, "result": result}))
+"""
+
+measurable = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak resident size from /proc")
+
+
+def decode_in_a_fresh_process(tmp_path, data: bytes, **options) -> dict:
+    """Decode in a new interpreter; how much its resident size grew at the peak, and the mode and size (or refusal)."""
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(path), json.dumps(options)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+def budget_counted(data: bytes, max_side: int | None) -> int:
+    """The bytes load_image's budget check counts for data."""
+    im = Image.open(io.BytesIO(data))
+    if max_side and (target := _draft_scale_target(im.size, max_side)):
+        im.draft("RGB", target)
+    return _peak_bytes(sniff_format(data) or "", im, max_side)
+
+
+def noise(mode: str, size: tuple[int, int] = (3000, 2000)) -> Image.Image:
+    """A photo-like image (smooth noise) in mode."""
+    bands = len(Image.new(mode, (1, 1)).getbands())
+    rng = np.random.default_rng(7)
+    small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, bands), dtype=np.uint8)
+    return Image.fromarray(small.squeeze(), mode if mode != "P" else "L").resize(size).convert(mode)
+
+
+@measurable
+@pytest.mark.parametrize("max_side", [None, 2048])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rgba16_png(3000, 2000),
+        lambda: encode(noise("RGB"), "WEBP", quality=80),
+        lambda: encode(noise("RGBA"), "WEBP", lossless=True),
+        lambda: encode(noise("P"), "PNG", transparency=0, compress_level=1),
+        lambda: encode(noise("LA"), "PNG", compress_level=1),
+        lambda: encode(Image.fromarray(np.asarray(noise("L"), np.uint16) * 257), "PNG", compress_level=1),
+        lambda: encode(noise("RGB"), "JPEG", quality=85),
+    ],
+    ids=["png-rgba-16-bit", "webp-rgb", "webp-rgba-lossless", "png-palette-transparent", "png-la", "png-grey-16-bit",
+         "jpeg"],
+)
+def test_a_decode_stays_within_the_memory_its_budget_counted(tmp_path, make, max_side) -> None:
+    """Measured in a fresh process: the resident size never grows past what the budget check counted."""
+    data = make()
+    counted = budget_counted(data, max_side)
+    measured = decode_in_a_fresh_process(tmp_path, data, max_side=max_side, max_bytes=counted)
+    assert measured["result"][0] in ("RGB", "RGBA"), measured
+    assert measured["grew"] <= counted + 4_000_000, f"grew {measured['grew'] / 1e6:.0f} MB, counted {counted / 1e6:.0f}"
+
+
+@measurable
+@pytest.mark.parametrize("data", [lossless_webp_header(16383, 3000), raw_png(7000, 7000, bit_depth=16, colour_type=6)],
+                         ids=["webp-16383x3000", "png-7000x7000-rgba-16-bit"])
+def test_hostile_files_are_refused_before_their_pixels_cost_anything(tmp_path, data: bytes) -> None:
+    """The refusal comes from the header: the process grows by a few MB, not the gigabyte a decode took."""
+    measured = decode_in_a_fresh_process(tmp_path, data, max_side=2048)
+    assert "MB of memory" in measured["result"]
+    assert measured["grew"] < 20_000_000
