@@ -8,10 +8,11 @@ in the database.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -44,6 +45,7 @@ class IntakeResult:
 
 
 DUPLICATE = IntakeResult("duplicate", reason="this delivery was already received")
+STALE = IntakeResult("ignored", reason="stale: the product changed after this delivery's updated_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,15 @@ class _Statements:
             .returning(products.c.id)
         )
         self.update_product = update(products).where(products.c.id == bindparam("product_id"))
+        # The same update, made only when the event is not older than the version we hold: one statement,
+        # so two deliveries racing for one product cannot both pass the check (the row lock orders them).
+        self.update_product_unless_newer = (
+            update(products)
+            .where(products.c.id == bindparam("product_id"),
+                   or_(products.c.source_updated_at.is_(None),
+                       products.c.source_updated_at <= bindparam("event_updated_at")))
+            .returning(products.c.id)
+        )
         self.find_images = select(images.c.external_id, images.c.src, images.c.alt, images.c.position).where(
             images.c.product_id == bindparam("product_id"))
         self.delete_images = delete(images).where(images.c.product_id == bindparam("product_id"))
@@ -229,7 +240,10 @@ def _decide_and_apply(session: Session, shop: Shop, event: ProductEvent) -> Inta
         cancelled = cancel_pending(session, shop.id, found.id)
         return IntakeResult("deleted", reason=f"{cancelled} pending render(s) cancelled")
 
-    product_id, is_new, event, images_changed = upsert_product(session, shop.id, event)
+    upserted = upsert_product(session, shop.id, event)
+    if upserted is None:
+        return STALE
+    product_id, is_new, event, images_changed = upserted
     if not shop.active:
         return IntakeResult("ignored", reason="the shop is not active")
     if not event.images:
@@ -260,16 +274,23 @@ def without_our_images(event: ProductEvent, ours: set[str] | frozenset[str] = fr
     return event if len(theirs) == len(event.images) else dataclasses.replace(event, images=theirs)
 
 
-def upsert_product(session: Session, shop_id: int, event: ProductEvent) -> tuple[int, bool, ProductEvent, bool]:
+def upsert_product(
+    session: Session, shop_id: int, event: ProductEvent
+) -> tuple[int, bool, ProductEvent, bool] | None:
     """Create or update the product and its source images (never the ones we pushed).
 
     Returns the product's id, whether it is new, the event without our own images, and whether the
-    product's image set changed.
+    product's image set changed; None, changing nothing, when the event's `updated_at` is older than the
+    product's stored one (a replayed old delivery).
     """
     sql = _statements(session)
     now = utcnow()
-    fields = {"title": event.title, "description": event.description, "product_type": event.product_type,
-              "vendor": event.vendor, "tags": list(event.tags), "deleted": False, "updated_at": now}
+    fields: dict[str, Any] = {
+        "title": event.title, "description": event.description, "product_type": event.product_type,
+        "vendor": event.vendor, "tags": list(event.tags), "deleted": False, "updated_at": now}
+    source_updated_at = _utc(event.updated_at)
+    if source_updated_at is not None:
+        fields["source_updated_at"] = source_updated_at
     # Insert first: most deliveries are about new products, and ON CONFLICT makes "is it new?" the same
     # round trip as creating it. A concurrent create of the same product waits here for the other's commit.
     product_id: int | None = session.execute(sql.insert_product, {
@@ -279,8 +300,12 @@ def upsert_product(session: Session, shop_id: int, event: ProductEvent) -> tuple
     if product_id is None:
         product_id = session.execute(
             sql.find_product, {"shop_id": shop_id, "external_id": event.product_id}).scalar_one()
+        if source_updated_at is None:
+            session.execute(sql.update_product, {"product_id": product_id, **fields})
+        elif session.execute(sql.update_product_unless_newer, {
+                "product_id": product_id, "event_updated_at": source_updated_at, **fields}).first() is None:
+            return None
         event = without_our_images(event, our_media_ids(session, product_id))
-        session.execute(sql.update_product, {"product_id": product_id, **fields})
         before = [tuple(row) for row in session.execute(sql.find_images, {"product_id": product_id})]
     else:
         event = without_our_images(event)
@@ -297,6 +322,13 @@ def upsert_product(session: Session, shop_id: int, event: ProductEvent) -> tuple
                 for external_id, src, alt, position in wanted
             ])
     return product_id, is_new, event, changed
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """`moment` in UTC; naive is taken as UTC. SQLite keeps the wall time only, so every stored value is UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def insert_render(

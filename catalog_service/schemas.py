@@ -3,10 +3,75 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
+import string
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+NUL_MESSAGE = "Must not contain NUL (\\u0000) characters."
+SURROGATE_MESSAGE = "Must be valid Unicode: a lone surrogate (\\ud800-\\udfff) is not a character."
+
+
+def text_problem(text: str) -> str | None:
+    """Why the database cannot store this text (NUL; a lone surrogate, which is not UTF-8), or None."""
+    if "\x00" in text:
+        return NUL_MESSAGE
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
+
+
+def unstorable_text(value: Any) -> dict[str | int, Any]:
+    """marshmallow-shaped errors for every string in a parsed body (keys included) the database cannot store.
+
+    Empty when all of it can be stored. Paths follow the body, so `{"presets": [{"prompt": "\\ud800"}]}`
+    gives `{"presets": {0: {"prompt": [SURROGATE_MESSAGE]}}}`, as a field validator's error would be.
+    """
+    errors: dict[str | int, Any] = {}
+    if isinstance(value, dict):
+        items: list[tuple[str | int, Any]] = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return errors
+    for key, item in items:
+        if isinstance(key, str) and (problem := text_problem(key)):
+            errors[key.encode("utf-8", "backslashreplace").decode("ascii", "replace")] = [problem]
+        elif isinstance(item, str):
+            if problem := text_problem(item):
+                errors[key] = [problem]
+        elif inner := unstorable_text(item):
+            errors[key] = inner
+    return errors
+
+
+class StorableSchema(Schema):
+    """A schema for what a merchant sends: text the database cannot store (NUL, a lone surrogate) is refused
+    before loading, with the field named, so it gets no further than the request that carried it (400)."""
+
+    refuse_unstorable_text = True
+
+    @pre_load
+    def _storable_text(self, data: Any, **_kwargs: Any) -> Any:
+        if self.refuse_unstorable_text and (errors := unstorable_text(data)):
+            raise ValidationError(errors)
+        return data
+
+
+def template_problem(template: str) -> str | None:
+    """Why str.format_map, which fills the alt text on every push, cannot fill this template; or None."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        template.format_map({name: "" for name in names})
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        return (f"Not a usable template ({exc}); use the placeholders {{title}}, {{kind}} and {{preset}}, "
+                "and write a literal brace as {{ or }}.")
+    return None
+
 
 PRESET_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,47}$", error="Use lowercase letters, digits and dashes.")
 
@@ -47,8 +112,13 @@ class PresetSchema(Schema):
     text_mode = fields.String(load_default="overlay", validate=validate.OneOf(["overlay", "model"]))
 
 
-class SettingsSchema(Schema):
-    """A shop's settings. Every key has a default; unknown keys are refused."""
+class SettingsSchema(StorableSchema):
+    """A shop's settings. Every key has a default; unknown keys are refused.
+
+    `incoming=True` (SETTINGS_INPUT) is for what a merchant saves: it also refuses unstorable text, an
+    alt-text template a push cannot fill, and settings that make nothing. Stored settings load without
+    those checks (SETTINGS), so a shop saved before a check existed keeps working.
+    """
 
     class Meta:
         unknown = RAISE
@@ -83,12 +153,29 @@ class SettingsSchema(Schema):
         load_default=10, validate=validate.Range(1, 600),
         metadata={"description": "manual regenerate requests accepted per minute (API and page together)"})
 
+    def __init__(self, *, incoming: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.incoming = self.refuse_unstorable_text = incoming
+
+    @validates_schema
+    def _usable(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not self.incoming:
+            return
+        errors: dict[str, Any] = {}
+        if problem := template_problem(data["alt_template"]):
+            errors["alt_template"] = [problem]
+        if not data["cutout"]["enabled"] and not data["scene_presets"]:
+            errors["scene_presets"] = ["Nothing would be made: choose at least one scene, or turn on "
+                                       "Cutout: Make a cutout (cutout.enabled)."]
+        if errors:
+            raise ValidationError(errors)
+
 
 MAX_REGENERATE_PROMPT = 1000
 """Characters of a one-off regenerate prompt; it is added to every scene's own prompt."""
 
 
-class RegenerateSchema(Schema):
+class RegenerateSchema(StorableSchema):
     """The body of a manual regenerate. Left-out keys take the shop's settings; `{}` is the shop's defaults.
 
     Built with the shop's preset names and reference image ids, it also refuses names and ids the shop
@@ -150,10 +237,11 @@ def _known_model(name: str) -> None:
 
 # Schemas are built once: building one is most of the cost of a small load(), and load() keeps no state.
 SETTINGS = SettingsSchema()
+SETTINGS_INPUT = SettingsSchema(incoming=True)
 
 
 def settings_with_defaults(stored: dict[str, Any] | None) -> dict[str, Any]:
-    """A shop's stored settings merged over the defaults, validated."""
+    """A shop's stored settings merged over the defaults, validated (what a merchant sends: SETTINGS_INPUT)."""
     return SETTINGS.load(stored or {})
 
 
@@ -198,6 +286,9 @@ class ProductEvent:
     vendor: str = ""
     tags: tuple[str, ...] = ()
     images: tuple[ImageRef, ...] = ()
+    # When the shop last changed the product, as the signed body says (aware); None when the platform sends
+    # none. Delivery ids are not signed, so this is what tells a replayed old body from a new one.
+    updated_at: dt.datetime | None = None
 
 
 def image_id(raw: Any, position: int) -> str:

@@ -14,6 +14,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import MetaData, String, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 _fernet: MultiFernet | None = None
 
@@ -122,6 +124,24 @@ def verify_base64_signature(secret: str, body: bytes, header: str | None) -> boo
         return False
     expected = base64.b64encode(hmac_sha256(secret, body))
     return hmac.compare_digest(expected, header.strip().encode())
+
+
+STANDARD_SECRET_PREFIX = "whsec_"
+
+
+def standard_webhook(secret: str) -> Webhook:
+    """The Standard Webhooks signer and verifier for a shop's webhook secret.
+
+    A secret already in that form (`whsec_` + base64, as another platform may have generated it) is used as
+    the standardwebhooks libraries read it. Any other secret's UTF-8 bytes are the key, the same key
+    X-Catalog-Signature uses: its Standard Webhooks form is `whsec_` + base64 of those bytes.
+    """
+    if secret.startswith(STANDARD_SECRET_PREFIX):
+        try:
+            return Webhook(secret)
+        except (ValueError, EmptyWebhookSecretError):
+            pass  # not base64 after all: the text itself is the key, as for any other secret
+    return Webhook(secret.encode())
 
 
 def new_api_key() -> str:

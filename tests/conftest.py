@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import shutil
 import socket
@@ -271,15 +272,23 @@ def image_server() -> Iterator[ImageServer]:
 
 
 class GenericWebhooks:
-    """Signs and posts generic webhooks the way an integrating platform would."""
+    """Signs and posts generic webhooks the way an integrating platform would.
 
-    def __init__(self, client, shop_id: int, secret: str) -> None:  # type: ignore[no-untyped-def]
-        self.client, self.shop_id, self.secret = client, shop_id, secret
+    `standard` signs the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature) with the
+    standardwebhooks library, keyed as the README says: `whsec_` + base64 of the shop's webhook secret.
+    Otherwise it signs with the deprecated X-Catalog-Signature, as existing senders do.
+    """
 
-    def send(self, event: str, product: dict, *, delivery_id: str | None = None, secret: str | None = None):  # type: ignore[no-untyped-def]
+    def __init__(self, client, shop_id: int, secret: str, *, standard: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self.client, self.shop_id, self.secret, self.standard = client, shop_id, secret, standard
+
+    def send(self, event: str, product: dict, *, delivery_id: str | None = None, secret: str | None = None,  # type: ignore[no-untyped-def]
+             timestamp: dt.datetime | None = None):
         import json
 
         body = json.dumps({"event": event, "product": product}).encode()
+        if self.standard:
+            return self.post_standard(body, msg_id=delivery_id or uuid.uuid4().hex, secret=secret, timestamp=timestamp)
         return self.post(body, delivery_id=delivery_id or uuid.uuid4().hex, secret=secret)
 
     def post(self, body: bytes, *, delivery_id: str | None, secret: str | None = None, signature: str | None = None):  # type: ignore[no-untyped-def]
@@ -288,6 +297,26 @@ class GenericWebhooks:
         headers = {"X-Catalog-Signature": signature or "sha256=" + hmac_sha256(secret or self.secret, body).hex()}
         if delivery_id is not None:
             headers["X-Catalog-Delivery-Id"] = delivery_id
+        return self.client.post(f"/webhooks/generic/{self.shop_id}", data=body, headers=headers,
+                                content_type="application/json")
+
+    def for_shop(self, shop_id: int, secret: str) -> GenericWebhooks:
+        """The same sender, for another shop."""
+        return GenericWebhooks(self.client, shop_id, secret, standard=self.standard)
+
+    def post_standard(self, body: bytes, *, msg_id: str, secret: str | None = None,  # type: ignore[no-untyped-def]
+                      timestamp: dt.datetime | None = None, signed_id: str | None = None,
+                      signed_body: bytes | None = None):
+        """`signed_id` and `signed_body` sign another id or body than the one sent (a replay, a tampered body)."""
+        import base64
+
+        from standardwebhooks import Webhook
+
+        secret = secret or self.secret
+        whsec = secret if secret.startswith("whsec_") else "whsec_" + base64.b64encode(secret.encode()).decode()
+        when = timestamp or dt.datetime.now(dt.UTC)
+        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
+                   "webhook-signature": Webhook(whsec).sign(signed_id or msg_id, when, signed_body or body)}
         return self.client.post(f"/webhooks/generic/{self.shop_id}", data=body, headers=headers,
                                 content_type="application/json")
 
@@ -307,3 +336,10 @@ def shop(app):  # type: ignore[no-untyped-def]
 def webhooks(client, shop) -> GenericWebhooks:  # type: ignore[no-untyped-def]
     shop_id, _api_key, secret = shop
     return GenericWebhooks(client, shop_id, secret)
+
+
+@pytest.fixture
+def standard_webhooks(client, shop) -> GenericWebhooks:  # type: ignore[no-untyped-def]
+    """The `shop` fixture's platform, signing the Standard Webhooks way."""
+    shop_id, _api_key, secret = shop
+    return GenericWebhooks(client, shop_id, secret, standard=True)

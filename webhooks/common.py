@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -51,6 +52,17 @@ class DeletedSchema(Schema):
 
 
 DELETED = DeletedSchema()
+
+
+def updated_at_field(description: str = "") -> fields.AwareDateTime:
+    """A product's signed last-change time: ISO 8601, UTC when it has no offset, optional.
+
+    Bounded to years intake can move to UTC (year 1 at +01:00 has no UTC), so an odd value is a 400.
+    """
+    return fields.AwareDateTime(
+        load_default=None, allow_none=True, default_timezone=dt.UTC,
+        validate=validate.Range(min=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), max=dt.datetime(9000, 1, 1, tzinfo=dt.UTC)),
+        metadata={"description": description} if description else {})
 
 
 def image_refs(images: list[dict[str, Any]] | None) -> tuple[ImageRef, ...]:

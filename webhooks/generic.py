@@ -1,24 +1,37 @@
-"""POST /webhooks/generic/<shop_id>: any platform, signed with `X-Catalog-Signature: sha256=<hex>`."""
+"""POST /webhooks/generic/<shop_id>: any platform, signed the Standard Webhooks way.
+
+`webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64>` (https://www.standardwebhooks.com),
+verified with the standardwebhooks library: the signed timestamp bounds a replay to 5 minutes and the
+signed id is the dedupe key. `X-Catalog-Signature: sha256=<hex>` with `X-Catalog-Delivery-Id` still works
+for existing senders (deprecated: neither its id nor a time is signed).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import abort, request
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 from sqlalchemy.orm import undefer
+from standardwebhooks import WebhookVerificationError
 
 from catalog_service.current import services
 from catalog_service.intake import ShopRef
 from catalog_service.models import Platform, Shop
 from catalog_service.schemas import ProductEvent, product_id
-from catalog_service.security import verify_hex_signature
+from catalog_service.security import standard_webhook, verify_hex_signature
 
-from .common import accept_event, bp, image_refs, invalid, json_body, require_content_type
+from .common import accept_event, bp, image_refs, invalid, json_body, require_content_type, updated_at_field
 
-SIGNATURE_HEADER = "X-Catalog-Signature"
-DELIVERY_HEADER = "X-Catalog-Delivery-Id"
+STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SIGNATURE_HEADER = "X-Catalog-Signature"  # deprecated
+DELIVERY_HEADER = "X-Catalog-Delivery-Id"  # deprecated, with SIGNATURE_HEADER
+MAX_DELIVERY_ID = 200
+
+log = logging.getLogger(__name__)
+
 ACTIONS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete"}
 
 
@@ -43,6 +56,8 @@ class ProductSchema(Schema):
     tags = fields.List(fields.String(validate=validate.Length(max=255)), load_default=list,
                        validate=validate.Length(max=250))
     images = fields.List(fields.Nested(ImageSchema), load_default=list, validate=validate.Length(max=50))
+    updated_at = updated_at_field("when the product last changed (ISO 8601; UTC without an offset): "
+                                  "a delivery older than one already received is ignored")
 
     @validates("id")
     def _check_id(self, value: Any, **_kwargs: Any) -> None:
@@ -78,6 +93,7 @@ def parse_event(body: Any) -> ProductEvent:
         vendor=product["vendor"],
         tags=tuple(product["tags"]),
         images=image_refs(product["images"]),
+        updated_at=product["updated_at"],
     )
 
 
@@ -88,12 +104,7 @@ def generic(shop_id: int) -> ResponseReturnValue:
             or not shop.webhook_secret:
         abort(404, "No active shop with this id accepts generic webhooks.")
     body = request.get_data(cache=True)
-    if not verify_hex_signature(shop.webhook_secret, body, request.headers.get(SIGNATURE_HEADER)):
-        abort(401, f"{SIGNATURE_HEADER} does not match the body: sign the raw body with the shop's webhook secret.")
-    require_content_type("application/json")
-    delivery_id = (request.headers.get(DELIVERY_HEADER) or "").strip()
-    if not delivery_id or len(delivery_id) > 200:
-        abort(400, f"{DELIVERY_HEADER} is required (a unique id per delivery, at most 200 characters).")
+    delivery_id = _verified_delivery_id(shop, body)
     payload = json_body(body)
     try:
         event = parse_event(payload)
@@ -101,3 +112,33 @@ def generic(shop_id: int) -> ResponseReturnValue:
         raise invalid(exc, "generic webhook") from None
     return accept_event(ShopRef(id=shop.id), event, delivery_key=f"generic:{delivery_id}", topic=payload["event"],
                         not_found="No active shop with this id accepts generic webhooks.")
+
+
+def _verified_delivery_id(shop: Shop, body: bytes) -> str:
+    """The delivery's id once its signature checks out; 401 (or 400, 415) otherwise."""
+    assert shop.webhook_secret is not None
+    headers = request.headers
+    if SIGNATURE_HEADER in headers and "webhook-signature" not in headers:
+        if not verify_hex_signature(shop.webhook_secret, body, headers.get(SIGNATURE_HEADER)):
+            abort(401, f"{SIGNATURE_HEADER} does not match the body: sign the raw body with the shop's webhook "
+                       "secret (or, better, sign the Standard Webhooks way: webhook-id, webhook-timestamp, "
+                       "webhook-signature).")
+        require_content_type("application/json")
+        delivery_id = (headers.get(DELIVERY_HEADER) or "").strip()
+        if not delivery_id or len(delivery_id) > MAX_DELIVERY_ID:
+            abort(400, f"{DELIVERY_HEADER} is required (a unique id per delivery, at most {MAX_DELIVERY_ID} "
+                       "characters).")
+        log.info("shop=%s delivery=%s signed with the deprecated %s", shop.id, delivery_id, SIGNATURE_HEADER)
+        return delivery_id
+    try:
+        standard_webhook(shop.webhook_secret).verify(
+            body, {name: headers.get(name, "") for name in STANDARD_HEADERS}, json_parse=False)
+    except WebhookVerificationError as exc:
+        abort(401, f"webhook-signature does not verify ({exc}): sign `<webhook-id>.<webhook-timestamp>.<raw body>` "
+                   "with the shop's webhook secret as a Standard Webhooks secret; webhook-timestamp must be "
+                   "within 5 minutes of our clock.")
+    require_content_type("application/json")
+    delivery_id = headers.get("webhook-id", "").strip()
+    if not delivery_id or len(delivery_id) > MAX_DELIVERY_ID:
+        abort(400, f"webhook-id must be 1 to {MAX_DELIVERY_ID} characters, unique per message.")
+    return delivery_id

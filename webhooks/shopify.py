@@ -6,6 +6,7 @@ Shopify sends the REST-shaped resource in every API version (`tags` a comma-and-
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import abort, request
@@ -32,11 +33,15 @@ from .common import (
     json_body,
     require_content_type,
     run_intake,
+    updated_at_field,
 )
 
 PRODUCT_TOPICS = {"products/create": "create", "products/update": "update", "products/delete": "delete"}
 PRIVACY_TOPICS = {"customers/data_request", "customers/redact", "shop/redact"}
 UNINSTALLED = "app/uninstalled"
+
+log = logging.getLogger(__name__)
+
 
 class ProductSchema(Schema):
     """The REST product object as webhooks carry it; fields we do not use (variants, media, ...) pass."""
@@ -52,6 +57,8 @@ class ProductSchema(Schema):
     tags = fields.String(load_default="", allow_none=True, validate=validate.Length(max=100_000))
     images = fields.List(fields.Nested(PlatformImageSchema), load_default=list, allow_none=True,
                          validate=validate.Length(max=250))
+    # Signed, unlike the delivery id headers: it tells a replayed old delivery from a new one.
+    updated_at = updated_at_field()
 
 
 _PRODUCT = ProductSchema()
@@ -73,7 +80,23 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
         vendor=data["vendor"] or "",
         tags=tags[:250],
         images=image_refs(data["images"]),
+        updated_at=data["updated_at"],
     )
+
+
+def named_domain(topic: str, payload: Any) -> str | None:
+    """The shop a privacy or uninstall body names, lowercased; None when it names none.
+
+    The privacy topics carry `shop_domain`. app/uninstalled carries the shop object, whose `domain` is the
+    storefront's primary domain (often the merchant's own) and `myshopify_domain` the one the header holds.
+    """
+    if not isinstance(payload, dict):
+        return None
+    if topic == UNINSTALLED:
+        named = payload.get("myshopify_domain") or payload.get("domain")
+    else:
+        named = payload.get("shop_domain")
+    return named.strip().lower() if isinstance(named, str) and named.strip() else None
 
 
 @bp.post("/shopify")
@@ -107,6 +130,18 @@ def shopify() -> ResponseReturnValue:
         return accept_event(ShopRef(platform=Platform.SHOPIFY, domain=domain), event, delivery_key=delivery_key,
                             topic=topic, not_found=f"No active Shopify shop {domain} is installed.")
 
+    if topic in PRIVACY_TOPICS or topic == UNINSTALLED:
+        # The header is not signed; the body is. A signed body for one shop sent with another shop's
+        # header must not act on either.
+        named = named_domain(topic, payload)
+        if named is None:
+            abort(400, f"The {topic} body does not name its shop ("
+                       f"{'myshopify_domain' if topic == UNINSTALLED else 'shop_domain'}).")
+        if named != domain:
+            log.warning("shopify %s for %s arrived with X-Shopify-Shop-Domain %s: ignored", topic, named, domain)
+            # 200, not 4xx: Shopify never sends this itself, and a refusal would only be retried for hours.
+            return {"outcome": "ignored", "render_id": None,
+                    "reason": "the signed body names another shop than X-Shopify-Shop-Domain"}, 200
     shop = intake.shop_by_domain(svc.db.session(), Platform.SHOPIFY, domain)
     if topic in PRIVACY_TOPICS or topic == UNINSTALLED:
         if shop is None:

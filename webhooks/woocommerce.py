@@ -31,6 +31,7 @@ from .common import (
     invalid,
     json_body,
     require_content_type,
+    updated_at_field,
 )
 
 TOPICS = {"product.created": "create", "product.updated": "update", "product.deleted": "delete",
@@ -57,6 +58,8 @@ class ProductSchema(Schema):
     categories = fields.List(fields.Nested(TermSchema), load_default=list, validate=validate.Length(max=250))
     tags = fields.List(fields.Nested(TermSchema), load_default=list, validate=validate.Length(max=250))
     images = fields.List(fields.Nested(PlatformImageSchema), load_default=list, validate=validate.Length(max=250))
+    # In the signed body, unlike the delivery id header; written in UTC without an offset.
+    date_modified_gmt = updated_at_field()
 
 
 _PRODUCT = ProductSchema()
@@ -77,6 +80,7 @@ def parse_product(topic: str, payload: Any) -> ProductEvent:
         product_type=categories[0] if categories else "",
         tags=tuple(term["name"] for term in data["tags"] if term["name"]),
         images=image_refs(data["images"]),
+        updated_at=data["date_modified_gmt"],
     )
 
 

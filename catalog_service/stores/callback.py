@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -10,15 +11,17 @@ from typing import Any
 import requests
 
 from ..http import FetchError, post
-from ..security import hmac_sha256
+from ..security import hmac_sha256, standard_webhook
 from .base import AuthRevoked, BaseConnector, NotFound, PushAsset, PushResult, RateLimited, StoreError, UpstreamError
 
 
 class CallbackStore(BaseConnector):
     """Tells a platform's own endpoint that assets are ready; the platform downloads them from our links.
 
-    Exactly once is the receiver's part: every message carries `X-Catalog-Delivery-Id`, the same for the
-    same product and assets however often we send it, so a retried message can be recognised.
+    Signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the shop's
+    webhook secret, and for one release also with the old `X-Catalog-Signature`. Exactly once is the
+    receiver's part: `webhook-id` (and the old `X-Catalog-Delivery-Id`, the same value) stays the same for
+    the same product and assets however often we send it, so a retried message can be recognised.
     """
 
     platform = "callback"
@@ -43,7 +46,12 @@ class CallbackStore(BaseConnector):
                           separators=(",", ":")).encode()
         delivery_id = hashlib.sha256(
             ("\n".join([product_id, *sorted(a.key for a in assets)])).encode()).hexdigest()[:32]
+        # Stamped at each send: a retry is a new signature over the same id, within the receiver's 5 minutes.
+        sent_at = dt.datetime.now(dt.UTC)
         headers = {"Content-Type": "application/json", "Accept": "*/*",
+                   "webhook-id": delivery_id, "webhook-timestamp": str(int(sent_at.timestamp())),
+                   "webhook-signature": standard_webhook(self.secret).sign(delivery_id, sent_at, body),
+                   # Deprecated; sent alongside for one release, for receivers that check it.
                    "X-Catalog-Signature": "sha256=" + hmac_sha256(self.secret, body).hex(),
                    "X-Catalog-Delivery-Id": delivery_id}
         try:
@@ -61,7 +69,8 @@ class CallbackStore(BaseConnector):
             raise UpstreamError(detail)
         if status in (401, 403):
             raise AuthRevoked(
-                f"{detail} (it should accept our X-Catalog-Signature, made with the shop's webhook secret)")
+                f"{detail} (it should accept our webhook-signature, made the Standard Webhooks way with the "
+                "shop's webhook secret)")
         if status in (404, 410):
             raise NotFound(detail)
         raise StoreError(detail)

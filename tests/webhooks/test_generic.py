@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -199,3 +200,105 @@ def test_wrong_content_type_is_415(webhooks) -> None:
         headers={"X-Catalog-Signature": "sha256=" + __import__("hmac").new(
             webhooks.secret.encode(), body, "sha256").hexdigest(), "X-Catalog-Delivery-Id": "ct"})
     assert response.status_code == 415
+
+
+@pytest.fixture
+def standard(standard_webhooks):  # type: ignore[no-untyped-def]
+    return standard_webhooks
+
+
+@pytest.mark.both_databases
+def test_standard_webhooks_delivery_is_accepted_and_its_id_dedupes(app, standard) -> None:
+    """Signed with the standardwebhooks library: accepted; the same webhook-id again is a duplicate."""
+    first = standard.send("product.created", PRODUCT, delivery_id="msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
+    assert first.status_code == 200 and first.get_json()["outcome"] == "render"
+    again = standard.send("product.created", PRODUCT, delivery_id="msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
+    assert again.status_code == 200 and again.get_json()["outcome"] == "duplicate"
+    with app.app_context():
+        keys = [d.delivery_key for d in app.extensions["catalog_db"].session().scalars(select(Delivery))]
+    assert keys == ["generic:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"]
+
+
+def test_standard_webhooks_delivery_six_minutes_old_is_refused(app, standard) -> None:
+    """The signed timestamp bounds a replay: six minutes old is 401 and writes nothing."""
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)
+    response = standard.send("product.created", PRODUCT, timestamp=old)
+    assert response.status_code == 401
+    assert "too old" in response.get_json()["error"]["message"]
+    assert count(app, Delivery) == 0
+
+
+@pytest.mark.parametrize("tamper", ["secret", "id", "body"])
+def test_standard_webhooks_signature_covers_secret_id_and_body(app, standard, tamper: str) -> None:
+    """Another secret, a replay under a fresh webhook-id, or an altered body: 401, nothing written."""
+    body = json.dumps({"event": "product.created", "product": PRODUCT}).encode()
+    if tamper == "secret":
+        response = standard.post_standard(body, msg_id="m-1", secret="not-the-shops-secret")
+    elif tamper == "id":
+        response = standard.post_standard(body, msg_id="m-fresh", signed_id="m-1")
+    else:
+        response = standard.post_standard(body.replace(b"Ceramic", b"Plastic"), msg_id="m-1", signed_body=body)
+    assert response.status_code == 401
+    assert "webhook-signature" in response.get_json()["error"]["message"]
+    assert count(app, Delivery) == 0
+
+
+def test_old_style_signature_still_works(app, webhooks) -> None:
+    """X-Catalog-Signature (deprecated) with X-Catalog-Delivery-Id is still accepted, for existing senders."""
+    response = webhooks.send("product.created", PRODUCT, delivery_id="legacy-1")
+    assert response.status_code == 200 and response.get_json()["outcome"] == "render"
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().scalar(select(Delivery)).delivery_key == "generic:legacy-1"
+
+
+def test_unsigned_delivery_names_the_standard_headers(app, client, shop) -> None:
+    """No signature at all: 401 saying how to sign."""
+    body = json.dumps({"event": "product.created", "product": PRODUCT}).encode()
+    response = client.post(f"/webhooks/generic/{shop[0]}", data=body, content_type="application/json")
+    assert response.status_code == 401
+    assert "webhook-signature" in response.get_json()["error"]["message"]
+    assert count(app, Delivery) == 0
+
+
+def test_a_whsec_secret_is_used_as_standard_webhooks_reads_it(app, standard) -> None:
+    """A shop given a `whsec_` secret (one another platform generated) verifies with that secret as the library
+    decodes it."""
+    import base64
+
+    from catalog_service.shops import create_shop
+
+    whsec = "whsec_" + base64.b64encode(b"\x00\x01 raw key bytes \xff").decode()
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            created, _key, _secret = create_shop(session, platform="generic", domain="whsec.example.com",
+                                                 webhook_secret=whsec)
+    response = standard.for_shop(created.id, whsec).send("product.created", PRODUCT)
+    assert response.status_code == 200 and response.get_json()["outcome"] == "render"
+
+
+@pytest.mark.both_databases
+def test_replayed_older_create_does_not_revert_the_images(app, standard) -> None:
+    """A create whose signed updated_at is older than the product's, under a fresh id, is recorded and ignored."""
+    newer = {**PRODUCT, "updated_at": "2026-11-21T09:00:00Z",
+             "images": [{"id": 12, "src": "https://cdn.example.com/mug-2.jpg"}]}
+    assert standard.send("product.created", newer).get_json()["outcome"] == "render"
+    replay = standard.send("product.created", {**PRODUCT, "updated_at": "2026-11-20T09:00:00+00:00"}).get_json()
+    assert replay["outcome"] == "ignored" and replay["reason"].startswith("stale")
+    with app.app_context():
+        product = app.extensions["catalog_db"].session().scalar(select(Product))
+        assert [image.src for image in product.images] == ["https://cdn.example.com/mug-2.jpg"]
+    assert count(app, Render) == 1
+
+
+def test_updated_at_must_be_a_date_time(app, standard) -> None:
+    """An updated_at that is not ISO 8601 is a 400 naming the field."""
+    response = standard.send("product.created", {**PRODUCT, "updated_at": "yesterday"})
+    assert response.status_code == 400 and "updated_at" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_updated_at_at_the_ends_of_the_calendar_is_400(app, standard, moment: str) -> None:
+    """A date-time that cannot be moved to UTC is refused with 400 naming the field, never a 500."""
+    response = standard.send("product.created", {**PRODUCT, "updated_at": moment})
+    assert response.status_code == 400 and "updated_at" in response.get_json()["error"]["message"]
+    assert count(app, Delivery) == 0

@@ -314,3 +314,84 @@ def test_access_token_is_encrypted_at_rest(app, shopify) -> None:
     with app.app_context():
         raw = app.extensions["catalog_db"].session().execute(text("SELECT access_token FROM shops")).scalar()
         assert raw and "shpat_secret_token" not in raw
+
+
+OTHER = "other-shop.myshopify.com"
+
+
+def install(app, domain: str) -> None:  # type: ignore[no-untyped-def]
+    from catalog_service.shops import create_shop
+
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            create_shop(session, platform="shopify", domain=domain, access_token="shpat_other_token")
+
+
+def active_shops(app) -> dict[str, bool]:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return {shop.domain: shop.active for shop in app.extensions["catalog_db"].session().scalars(select(Shop))}
+
+
+@pytest.mark.both_databases
+def test_shop_redact_signed_for_one_shop_cannot_delete_another(app, shopify) -> None:
+    """A signed shop/redact naming shop A, sent with shop B's domain header, deletes neither shop."""
+    install(app, OTHER)
+    response = shopify.send("shop/redact", {"shop_id": 954889, "shop_domain": DOMAIN}, domain=OTHER)
+    assert response.status_code == 200 and response.get_json()["outcome"] == "ignored"
+    assert active_shops(app) == {DOMAIN: True, OTHER: True}
+    assert rows(app, Delivery) == 0
+
+
+@pytest.mark.both_databases
+def test_uninstall_signed_for_one_shop_cannot_deactivate_another(app, shopify) -> None:
+    """app/uninstalled carries the shop object; its myshopify_domain must be the header's shop, or nothing happens."""
+    install(app, OTHER)
+    shop_object = {"id": 548380009, "name": "Acme", "domain": "www.acme-apparel.example", "myshopify_domain": DOMAIN}
+    response = shopify.send("app/uninstalled", shop_object, domain=OTHER)
+    assert response.status_code == 200 and response.get_json()["outcome"] == "ignored"
+    assert active_shops(app) == {DOMAIN: True, OTHER: True}
+    # The shop object's `domain` is the storefront's own domain: the header names the myshopify one.
+    assert shopify.send("app/uninstalled", shop_object).get_json()["outcome"] == "deactivated"
+    assert active_shops(app) == {DOMAIN: False, OTHER: True}
+
+
+@pytest.mark.parametrize("topic", ["customers/data_request", "customers/redact"])
+def test_customer_request_for_another_shop_is_not_recorded(app, shopify, topic: str) -> None:
+    """A customer privacy request whose signed shop_domain is not the header's shop records nothing."""
+    install(app, OTHER)
+    payload = {"shop_id": 954889, "shop_domain": DOMAIN, "customer": {"id": 191167}, "orders_to_redact": []}
+    response = shopify.send(topic, payload, domain=OTHER)
+    assert response.status_code == 200 and response.get_json()["outcome"] == "ignored"
+    assert rows(app, Delivery) == 0
+
+
+def test_shop_topic_whose_body_names_no_shop_is_400(app, shopify) -> None:
+    """Shopify always names the shop in these bodies; one that does not is refused and changes nothing."""
+    response = shopify.send("shop/redact", {"shop_id": 954889})
+    assert response.status_code == 400 and "shop_domain" in response.get_json()["error"]["message"]
+    assert active_shops(app) == {DOMAIN: True}
+
+
+@pytest.mark.both_databases
+def test_replayed_older_create_does_not_revert_the_images(app, shopify) -> None:
+    """A signed create from before the product's last change, replayed under a fresh id, is recorded and ignored."""
+    older = copy.deepcopy(PAYLOAD)
+    newer = {**copy.deepcopy(PAYLOAD), "updated_at": "2026-11-21T09:00:00-05:00",
+             "images": [{"id": 40712392299999, "alt": "new", "src": "https://cdn.shopify.com/s/files/new.jpg"}]}
+    assert shopify.send("products/create", newer, event_id="evt-t2").get_json()["outcome"] == "render"
+    replay = shopify.send("products/create", older, event_id="evt-replayed").get_json()
+    assert replay["outcome"] == "ignored" and replay["reason"].startswith("stale")
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert [image.src for image in session.scalar(select(Product)).images] == [newer["images"][0]["src"]]
+        outcomes = {d.delivery_key: d.outcome for d in session.scalars(select(Delivery))}
+        assert outcomes == {"shopify:evt-t2": "render", "shopify:evt-replayed": "ignored"}
+    assert rows(app, Render) == 1
+
+
+def test_updated_at_in_another_offset_compares_as_the_same_instant(app, shopify) -> None:
+    """Shopify writes the shop's local offset: 19:00-05:00 and 00:00Z the next day are one instant, not older."""
+    shopify.send("products/create", PAYLOAD)
+    same_instant = {**copy.deepcopy(PAYLOAD), "updated_at": "2026-11-21T00:00:00Z",
+                    "images": [{"id": 7, "alt": "", "src": "https://cdn.shopify.com/s/files/other.jpg"}]}
+    assert shopify.send("products/update", same_instant).get_json()["outcome"] == "render"

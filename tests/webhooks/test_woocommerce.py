@@ -148,3 +148,28 @@ def test_deep_json_is_400_not_a_crash(woo) -> None:
     body = b"[" * 100_000 + b"]" * 100_000
     response = woo.send("product.created", None, body=body)
     assert response.status_code == 400
+
+
+@pytest.mark.both_databases
+def test_replayed_older_create_does_not_revert_the_images(app, woo) -> None:
+    """A signed product.created older (date_modified_gmt) than what we hold, under a fresh delivery id, is ignored."""
+    newer = {**copy.deepcopy(PAYLOAD), "date_modified_gmt": "2026-11-21T08:00:00",
+             "images": [{"id": 795, "src": "https://shop.example.com/wp-content/uploads/2026/11/new.jpg", "alt": ""}]}
+    assert woo.send("product.created", newer).get_json()["outcome"] == "render"
+    replay = woo.send("product.created", PAYLOAD).get_json()
+    assert replay["outcome"] == "ignored" and replay["reason"].startswith("stale")
+    with app.app_context():
+        session = app.extensions["catalog_db"].session()
+        assert [image.external_id for image in session.scalar(select(Product)).images] == ["795"]
+        assert sorted(d.outcome for d in session.scalars(select(Delivery))) == ["ignored", "render"]
+    assert rows(app, Render) == 1
+
+
+def test_date_modified_gmt_is_read_as_utc(app, woo) -> None:
+    """WooCommerce's date_modified_gmt has no offset: it is stored as that UTC instant."""
+    import datetime as dt
+
+    woo.send("product.created", PAYLOAD)
+    with app.app_context():
+        stored = app.extensions["catalog_db"].session().scalar(select(Product)).source_updated_at
+    assert stored.replace(tzinfo=stored.tzinfo or dt.UTC) == dt.datetime(2026, 11, 20, 20, 37, 21, tzinfo=dt.UTC)
