@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -56,6 +58,10 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # The file holds shop tokens (encrypted) and merchants' data: readable by this user only. SQLite
+            # gives its -wal and -shm files the database file's mode.
+            if not parsed.database.startswith("file:"):
+                os.close(os.open(parsed.database, os.O_RDWR | os.O_CREAT, 0o600))
         # Web and worker threads share the file; wait for locks instead of failing at once.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -81,6 +87,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=3600)
 
 
+def _sqlite_driver(connection: Connection) -> sqlite3.Connection:
+    # The sqlite3 connection itself: a statement through SQLAlchemy would first open a transaction.
+    return cast(sqlite3.Connection, connection.connection.driver_connection)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run the Alembic migrations up to `revision` on this engine."""
     from alembic import command
@@ -88,6 +99,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a SQLite table (copy, drop, rename); with foreign keys enforced, the
+            # drop would delete every row that refers to the old table. SQLite takes this pragma only outside a
+            # transaction (the connection has none open yet: isolation_level None) and, as its own table-rebuild
+            # procedure says, the keys are checked before the migration commits.
+            _sqlite_driver(connection).execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+                if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                    raise RuntimeError(f"the migration left rows whose foreign key points at nothing: {broken[:5]}")
+        finally:
+            if sqlite:
+                _sqlite_driver(connection).execute("PRAGMA foreign_keys=ON")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -23,6 +24,15 @@ class Base(DeclarativeBase):
         list[Any]: JSON,
         str: String(255),
     }
+
+
+# Every table whose integer id travels in a link, a cookie or an API answer is created AUTOINCREMENT on SQLite,
+# which otherwise hands a deleted row's id to the next row. PostgreSQL's sequences never go back.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
+def new_shop_uid() -> str:
+    return secrets.token_hex(16)
 
 
 class TimestampMixin:
@@ -90,8 +100,12 @@ class Shop(TimestampMixin, Base):
     api_base_url: Mapped[str | None] = mapped_column(String(512))
     # A generic platform's endpoint that hears about ready assets (stores/callback.py).
     callback_url: Mapped[str | None] = mapped_column(String(2048))
+    # Random, of this row alone: sign-in links and sessions carry it, so a shop that later gets the same id
+    # (a restored backup, a reset sequence) is never opened by a deleted shop's cookie or link.
+    uid: Mapped[str] = mapped_column(String(32), default=new_shop_uid)
 
-    __table_args__ = (UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),)
+    __table_args__ = (UniqueConstraint("platform", "domain", name="uq_shops_platform_domain"),
+                      UniqueConstraint("uid", name="uq_shops_uid"), NEVER_REUSE_IDS)
 
 
 class Product(TimestampMixin, Base):
@@ -106,12 +120,14 @@ class Product(TimestampMixin, Base):
     vendor: Mapped[str] = mapped_column(default="")
     tags: Mapped[list[Any]] = mapped_column(default=list)
     deleted: Mapped[bool] = mapped_column(default=False)
+    # The newest `updated_at` a signed webhook body gave (UTC); an older body is a replay and is ignored.
+    source_updated_at: Mapped[dt.datetime | None] = mapped_column()
 
     images: Mapped[list[SourceImage]] = relationship(
         back_populates="product", order_by="SourceImage.position", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (UniqueConstraint("shop_id", "external_id", name="uq_products_shop_external"),)
+    __table_args__ = (UniqueConstraint("shop_id", "external_id", name="uq_products_shop_external"), NEVER_REUSE_IDS)
 
 
 class SourceImage(TimestampMixin, Base):
@@ -127,7 +143,7 @@ class SourceImage(TimestampMixin, Base):
 
     product: Mapped[Product] = relationship(back_populates="images")
 
-    __table_args__ = (Index("ix_source_images_product", "product_id"),)
+    __table_args__ = (Index("ix_source_images_product", "product_id"), NEVER_REUSE_IDS)
 
 
 class Render(TimestampMixin, Base):
@@ -153,7 +169,8 @@ class Render(TimestampMixin, Base):
     product: Mapped[Product] = relationship()
     assets: Mapped[list[Asset]] = relationship(back_populates="render", order_by="Asset.id")
 
-    __table_args__ = (Index("ix_renders_shop_status", "shop_id", "status"), Index("ix_renders_product", "product_id"))
+    __table_args__ = (Index("ix_renders_shop_status", "shop_id", "status"), Index("ix_renders_product", "product_id"),
+                      NEVER_REUSE_IDS)
 
 
 class Asset(TimestampMixin, Base):
@@ -185,7 +202,8 @@ class Asset(TimestampMixin, Base):
 
     render: Mapped[Render] = relationship(back_populates="assets")
 
-    __table_args__ = (UniqueConstraint("render_id", "kind", "preset", name="uq_assets_render_kind_preset"),)
+    __table_args__ = (UniqueConstraint("render_id", "kind", "preset", name="uq_assets_render_kind_preset"),
+                      NEVER_REUSE_IDS)
 
 
 class ReferenceImage(TimestampMixin, Base):
@@ -198,6 +216,8 @@ class ReferenceImage(TimestampMixin, Base):
     content_type: Mapped[str] = mapped_column(String(64))
     width: Mapped[int]
     height: Mapped[int]
+
+    __table_args__ = NEVER_REUSE_IDS
 
 
 class Delivery(Base):
@@ -215,7 +235,7 @@ class Delivery(Base):
     render_id: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("shop_id", "delivery_key", name="uq_deliveries_shop_key"),)
+    __table_args__ = (UniqueConstraint("shop_id", "delivery_key", name="uq_deliveries_shop_key"), NEVER_REUSE_IDS)
 
 
 class UsageRecord(Base):
@@ -235,7 +255,33 @@ class UsageRecord(Base):
     cost_usd: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_usage_shop_created", "shop_id", "created_at"),)
+    __table_args__ = (Index("ix_usage_shop_created", "shop_id", "created_at"), NEVER_REUSE_IDS)
+
+
+class WebSession(Base):
+    """A browser signed in to a shop's pages. Its cookie names the row; signing out deletes it, so a copy of the
+    cookie stops working, and deleting the shop deletes its sessions."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 (hex) of the id the cookie carries
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds; pushed on while the merchant is active
+
+    __table_args__ = (Index("ix_web_sessions_shop", "shop_id"), Index("ix_web_sessions_expires", "expires_at"))
+
+
+class SpentToken(Base):
+    """A one-time token already used (a sign-in link's nonce, a Shopify app launch's signature), kept until the
+    token would have expired anyway. In the database, so a Redis flush does not make a used link work again."""
+
+    __tablename__ = "spent_tokens"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # "<purpose>:<nonce>"
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
+
+    __table_args__ = (Index("ix_spent_tokens_expires", "expires_at"),)
 
 
 M = TypeVar("M", Product, Render, Asset, ReferenceImage, SourceImage, Delivery, UsageRecord)

@@ -6,12 +6,22 @@ import re
 from typing import Any
 
 from catalog_service.login_links import make_link
+from catalog_service.models import Shop
+
+
+def shop_row(app, shop_id: int) -> Shop:  # type: ignore[no-untyped-def]
+    """The shop as stored (detached), for making its sign-in links."""
+    with app.app_context():
+        database = app.extensions["catalog_db"]
+        shop = database.session().get(Shop, shop_id)
+        database.remove()
+        return shop
 
 
 def sign_in(app, client, shop_id: int) -> str:  # type: ignore[no-untyped-def]
     """Follow a fresh sign-in link with the test client; returns the session's CSRF token."""
     config = app.extensions["catalog"].config
-    link = make_link(config, shop_id)
+    link = make_link(config, shop_row(app, shop_id))
     response = client.get(link.url)
     assert response.status_code == 302, response.get_data(as_text=True)
     with client.session_transaction() as session:

@@ -22,6 +22,7 @@ from catalog_service.models import (
 )
 from catalog_service.schemas import settings_with_defaults
 from catalog_service.shops import create_shop
+from merchant import sign_in as sign_in_by_link
 from support import run_jobs
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -447,8 +448,9 @@ def test_review_actions_are_scoped_to_the_shop_and_wait_for_the_render(app, clie
 
 
 def sign_in(client, shop_id: int, csrf: str = "csrf-token-for-tests") -> None:  # type: ignore[no-untyped-def]
+    """Signed in by a real sign-in link (the server records the session), with a CSRF token the test knows."""
+    sign_in_by_link(client.application, client, shop_id)
     with client.session_transaction() as session:
-        session["shop_id"] = shop_id
         session["csrf_token"] = csrf
 
 

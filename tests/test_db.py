@@ -30,8 +30,8 @@ def test_an_error_in_a_transaction_rolls_all_of_it_back(db: Database) -> None:
     with pytest.raises(RuntimeError):
         with db.transaction() as session:
             session.execute(text(
-                "INSERT INTO shops (platform, domain, api_key_hash, name, settings, active, created_at, updated_at) "
-                "VALUES ('generic', 'rollback.example', :hash, '', '{}', true, :now, :now)"),
+                "INSERT INTO shops (platform, domain, api_key_hash, name, settings, active, created_at, updated_at, "
+                "uid) VALUES ('generic', 'rollback.example', :hash, '', '{}', true, :now, :now, 'rollback-uid')"),
                 {"hash": "0" * 64, "now": "2026-01-01 00:00:00"})
             raise RuntimeError("fails after the insert")
     with db.transaction() as session:
@@ -55,3 +55,25 @@ def test_a_connection_the_server_dropped_is_replaced(db: Database, postgres_url:
     db.remove()
 
     assert backend_pid(db) != first
+
+
+def test_a_new_sqlite_file_is_readable_by_its_owner_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The SQLite file (shop tokens, merchants' data) and its WAL files are created 0600, whatever the umask."""
+    import os
+    import stat
+
+    from catalog_service.db import make_engine
+
+    path = tmp_path / "var" / "catalog.db"
+    old = os.umask(0o022)
+    try:
+        engine = make_engine(f"sqlite:///{path}")
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        files = [path, *path.parent.glob("catalog.db-*")]
+        modes = {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
+        assert set(modes.values()) == {"0o600"}, modes
+        engine.dispose()
+    finally:
+        os.umask(old)

@@ -105,6 +105,19 @@ def test_tampered_callbacks_are_refused_and_nothing_is_stored(client, shopify, a
     assert shopify.webhooks == []
 
 
+@pytest.mark.parametrize("bad_hmac", ["é" * 64, "٣" * 64, "%FF"], ids=["accented", "arabic-digits", "not-utf8"])
+def test_a_non_ascii_callback_hmac_is_refused(client, shopify, app, app_config, bad_hmac: str) -> None:
+    """An hmac with non-ASCII characters (or bytes that are not UTF-8) is a wrong signature: 401, no shop made."""
+    state = install(client, shopify.shop_domain)["state"][0]
+    query = callback_query(shopify, state, shopify.shop_domain)
+    encoded = signed(query, app_config["shopify_api_secret"]).rsplit("&hmac=", 1)[0]
+    value = bad_hmac if bad_hmac.startswith("%") else urlencode({"hmac": bad_hmac}).split("=", 1)[1]
+    response = client.get(f"/shopify/callback?{encoded}&hmac={value}")
+    assert response.status_code == 401 and "hmac" in response.get_json()["error"]["message"]
+    with app.app_context():
+        assert app.extensions["catalog_db"].session().scalars(select(Shop)).all() == []
+
+
 def test_a_state_works_once(client, shopify, app_config) -> None:
     """Replaying a used callback is refused."""
     state = install(client, shopify.shop_domain)["state"][0]

@@ -61,7 +61,8 @@ def query_hmac_ok(query: Mapping[str, str], secret: str) -> bool:
     given = query.get("hmac", "")
     message = "&".join(f"{key}={value}" for key, value in sorted(query.items()) if key not in ("hmac", "signature"))
     expected = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
-    return bool(given) and hmac.compare_digest(expected, given)
+    # Compared as bytes: compare_digest refuses non-ASCII text, and a query's hmac can hold anything.
+    return bool(given) and hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 def timestamp_fresh(timestamp: str, now: float) -> bool:

@@ -7,16 +7,18 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, g, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import Forbidden, HTTPException, RequestEntityTooLarge
 
 from ..current import services
 from ..models import Shop
 from ..signed_links import asset_token
+from .sessions import end_server_session, find_server_session, open_server_session
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
 
@@ -43,12 +45,45 @@ def size_words(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.0f} MB" if n_bytes >= 2**20 else f"{max(1, n_bytes // 1024)} KB"
 
 
-def start_session(shop_id: int) -> None:
-    """Sign the browser in as this shop: a fresh session with its own CSRF token."""
+def start_session(db: Session, shop: Shop) -> None:
+    """Sign the browser in as this shop: a fresh session, recorded on the server (in the caller's transaction),
+    with its own CSRF token."""
+    session_id = open_server_session(db, shop, ttl_s=services().config.session_ttl_s)
     session.clear()
     session.permanent = True
-    session["shop_id"] = shop_id
+    session["shop_id"] = shop.id
+    session["shop_uid"] = shop.uid
+    session["sid"] = session_id
     session["csrf_token"] = secrets.token_urlsafe(32)
+
+
+def end_session() -> None:
+    """Sign the browser out, on the server too: a copy of its cookie no longer signs anyone in."""
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        with services().db.transaction() as db:
+            end_server_session(db, session_id)
+    session.clear()
+
+
+def signed_in_shop() -> Shop | None:
+    """The shop this browser is signed in to, checked against the server's record on every request (once per
+    request): None when signed out, expired, or the shop deleted, replaced or inactive."""
+    if "signed_in_shop" in g:
+        return cast(Shop | None, g.signed_in_shop)
+    shop_id, shop_uid, session_id = session.get("shop_id"), session.get("shop_uid"), session.get("sid")
+    shop = None
+    if (isinstance(shop_id, int) and not isinstance(shop_id, bool) and isinstance(shop_uid, str)
+            and isinstance(session_id, str)):
+        svc = services()
+        with svc.db.transaction() as db:
+            shop = find_server_session(db, session_id, shop_id=shop_id, shop_uid=shop_uid,
+                                       ttl_s=svc.config.session_ttl_s)
+    if shop is None and "shop_id" in session:
+        # A cookie the server no longer backs: drop it, so the browser stops sending it.
+        session.clear()
+    g.signed_in_shop = shop
+    return shop
 
 
 def csrf_token() -> str:
@@ -101,15 +136,13 @@ def shop_page(view: Callable[..., ResponseReturnValue]) -> Callable[..., Respons
 
     @functools.wraps(view)
     def wrapped(shop_id: int, **kwargs: Any) -> ResponseReturnValue:
-        signed_in = session.get("shop_id")
-        if signed_in is None:
-            abort(401, "Sign in to see this page.")
-        if signed_in != shop_id:
+        had_session = session.get("shop_id") is not None
+        shop = signed_in_shop()
+        if shop is None:
+            abort(401, "Your session has ended (you signed out, it expired, or the shop is no longer active "
+                       "here). Sign in again." if had_session else "Sign in to see this page.")
+        if shop.id != shop_id:
             abort(403, "You are signed in as another shop; these pages are not yours.")
-        shop = services().db.session().get(Shop, shop_id)
-        if shop is None or not shop.active:
-            session.clear()
-            abort(401, "This shop is no longer active here. Install the app again, then sign in.")
         g.shop = shop
         return view(shop_id, **kwargs)
 

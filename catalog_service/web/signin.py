@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import abort, redirect, render_template, request, session, url_for
+from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from ..current import services
-from ..login_links import LoginLinkError, redeem
+from ..login_links import LinkMalformed, LoginLinkError, redeem, spend
 from ..models import Platform, Shop
 from ..shops import SHOPIFY_DOMAIN
-from ..stores.shopify_auth import query_hmac_ok, timestamp_fresh
-from .common import bp, start_session
+from ..stores.shopify_auth import MAX_CLOCK_SKEW_S, query_hmac_ok, timestamp_fresh
+from .common import bp, end_session, signed_in_shop, start_session
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +24,8 @@ def index() -> ResponseReturnValue:
     """Shopify opens the app here (`shop`, `timestamp`, `hmac`); others go to their pages or learn how to sign in."""
     if "hmac" in request.args and "shop" in request.args:
         return shopify_launch()
-    if session.get("shop_id") is not None:
-        return redirect(url_for("web.settings", shop_id=session["shop_id"]))
+    if (shop := signed_in_shop()) is not None:
+        return redirect(url_for("web.settings", shop_id=shop.id))
     return render_template("signin.html"), 401
 
 
@@ -35,15 +34,14 @@ def signin() -> ResponseReturnValue:
     """Spend a one-time sign-in link and open a session for its shop."""
     svc = services()
     try:
-        shop_id = redeem(svc.redis, svc.config, request.args.get("token", ""))
+        # Spending the link and recording the session commit together: a link is never spent for nothing.
+        with svc.db.transaction() as db:
+            shop = redeem(db, svc.config, request.args.get("token", ""))
+            start_session(db, shop)
+    except LinkMalformed as exc:
+        abort(400, str(exc))
     except LoginLinkError as exc:
         abort(401, str(exc))
-    except RedisError:
-        abort(503, "Signing in is not possible right now; try the link again in a minute.")
-    shop = svc.db.session().get(Shop, shop_id)
-    if shop is None or not shop.active:
-        abort(401, "This shop is no longer active here. Install the app again, then ask for a new link.")
-    start_session(shop.id)
     log.info("shop=%s signed in by link", shop.id)
     return redirect(url_for("web.settings", shop_id=shop.id))
 
@@ -63,16 +61,25 @@ def shopify_launch() -> ResponseReturnValue:
     domain = query.get("shop", "").strip().lower()
     if not SHOPIFY_DOMAIN.match(domain):
         abort(400, "`shop` must be the store's name.myshopify.com domain.")
-    shop = svc.db.session().scalar(select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == domain))
-    if shop is None or not shop.active:
-        abort(404, f"{domain} has not installed this app (or uninstalled it). "
-                   f"Install it from {url_for('shopify.install', shop=domain, _external=True)}")
-    start_session(shop.id)
+    signed_in = signed_in_shop()
+    if signed_in is not None and signed_in.platform == Platform.SHOPIFY and signed_in.domain == domain:
+        # The browser this launch signed in, reloading the admin's frame: nothing to spend, nothing to open.
+        return redirect(url_for("web.settings", shop_id=signed_in.id))
+    with svc.db.transaction() as db:
+        shop = db.scalar(select(Shop).where(Shop.platform == Platform.SHOPIFY, Shop.domain == domain))
+        if shop is None or not shop.active:
+            abort(404, f"{domain} has not installed this app (or uninstalled it). "
+                       f"Install it from {url_for('shopify.install', shop=domain, _external=True)}")
+        # A launch query works once within its window: a copy of the URL (a log, a history, a shared screen)
+        # signs no one else in. The signature names the query, the timestamp bounds how long it is kept.
+        if not spend(db, f"shopify-launch:{query['hmac']}", int(query["timestamp"]) + MAX_CLOCK_SKEW_S + 1):
+            abort(401, "This launch request was already used. Open the app again from your Shopify admin.")
+        start_session(db, shop)
     log.info("shop=%s signed in by shopify launch", shop.id)
     return redirect(url_for("web.settings", shop_id=shop.id))
 
 
 @bp.post("/signout")
 def signout() -> ResponseReturnValue:
-    session.clear()
+    end_session()
     return render_template("signin.html", signed_out=True)

@@ -17,12 +17,12 @@ from catalog_service.login_links import make_link
 from catalog_service.models import Shop
 from catalog_service.shops import create_shop
 from catalog_service.signed_links import ASSET_LINK, SIGN_IN, sign
-from merchant import sign_in
+from merchant import shop_row, sign_in
 
 
 def link_for(app, shop_id: int, **kwargs) -> str:  # type: ignore[no-untyped-def]
     config = app.extensions["catalog"].config
-    return make_link(config, shop_id, ttl_s=kwargs.pop("ttl_s", 900), **kwargs).url
+    return make_link(config, shop_row(app, shop_id), ttl_s=kwargs.pop("ttl_s", 900), **kwargs).url
 
 
 def add_shop(app, **kwargs) -> int:  # type: ignore[no-untyped-def]
@@ -59,7 +59,8 @@ def test_an_expired_link_is_refused(app, client, shop) -> None:
 
 def _other_shops_payload(config, shop_id: int, token: str) -> str:  # type: ignore[no-untyped-def]
     """Another shop's genuine payload under this token's signature."""
-    return make_link(config, shop_id + 1).url.split("token=", 1)[1].rsplit(".", 1)[0] + "." + token.rsplit(".", 1)[1]
+    other = make_link(config, Shop(id=shop_id + 1, uid="another-shops-uid")).url
+    return other.split("token=", 1)[1].rsplit(".", 1)[0] + "." + token.rsplit(".", 1)[1]
 
 
 @pytest.mark.parametrize("tamper", [
@@ -87,7 +88,7 @@ def test_links_and_sessions_made_before_a_key_rotation_still_work(app, client, a
     from catalog_service.app import create_app
     from catalog_service.config import Config
 
-    old_link = make_link(Config.load(app_config, environ={}), shop[0]).url
+    old_link = make_link(Config.load(app_config, environ={}), shop_row(app, shop[0])).url
     sign_in(app, client, shop[0])
     old_session = client.get_cookie("session")
     assert old_session is not None
@@ -276,3 +277,139 @@ def test_link_lifetime_comes_from_config(app_config, redis, shop) -> None:  # ty
         assert dt.timedelta(seconds=100) < left <= dt.timedelta(seconds=121)
     finally:
         short.extensions["catalog"].close()
+
+
+# --- hardening: what a deleted shop, a Redis flush, a copied cookie and odd input can do --------------------
+
+
+def _redact(client, domain: str) -> None:  # type: ignore[no-untyped-def]
+    """Shopify's shop/redact for this domain, signed with the app secret as Shopify signs it."""
+    import base64
+    import json
+
+    body = json.dumps({"shop_id": 954889, "shop_domain": domain}).encode()
+    digest = hmac.new(b"shpss_test_client_secret", body, hashlib.sha256).digest()
+    response = client.post("/webhooks/shopify", data=body, content_type="application/json", headers={
+        "X-Shopify-Topic": "shop/redact", "X-Shopify-Shop-Domain": domain, "X-Shopify-API-Version": "2026-10",
+        "X-Shopify-Webhook-Id": "redact-1", "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode()})
+    assert response.status_code == 200 and response.get_json()["outcome"] == "redacted"
+
+
+def _cookie_and_unused_link(app, client, shop_id: int) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    sign_in(app, client, shop_id)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return cookie.value, link_for(app, shop_id)
+
+
+def _opens(app, cookie: str, link: str, shop_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """What the old cookie and the old link still open of this shop (nothing, when all is well)."""
+    opened = []
+    carried = app.test_client()
+    carried.set_cookie("session", cookie)
+    if carried.get(f"/shops/{shop_id}/settings").status_code == 200:
+        opened.append("page")
+    if carried.get(f"/api/v1/shops/{shop_id}/renders").status_code == 200:
+        opened.append("api")
+    if app.test_client().get(link).status_code == 302:
+        opened.append("link")
+    return opened
+
+
+@pytest.mark.both_databases
+def test_a_redacted_shops_cookie_and_link_do_not_open_the_next_shop(app, client, shopify_shop) -> None:
+    """After shop/redact a new shop gets a new id, and the old session cookie and unused link open nothing."""
+    cookie, link = _cookie_and_unused_link(app, client, shopify_shop)
+    _redact(client, "acme.myshopify.com")
+    newcomer = add_shop(app, platform="generic", domain="newcomer.example.com")
+    assert newcomer != shopify_shop
+    assert _opens(app, cookie, link, newcomer) == []
+    assert _opens(app, cookie, link, shopify_shop) == []
+
+
+@pytest.mark.both_databases
+def test_a_shop_given_a_deleted_shops_id_is_not_opened_by_its_cookie_or_link(app, client, shopify_shop) -> None:
+    """Sessions and links are bound to the shop row itself: a shop restored or inserted under the old id is not
+    opened by the deleted shop's cookie or link."""
+    cookie, link = _cookie_and_unused_link(app, client, shopify_shop)
+    _redact(client, "acme.myshopify.com")
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        created, _key, _secret = create_shop(session, platform="generic", domain="newcomer.example.com")
+        session.flush()
+        session.execute(Shop.__table__.update().where(Shop.id == created.id).values(id=shopify_shop))
+    assert _opens(app, cookie, link, shopify_shop) == []
+
+
+@pytest.mark.both_databases
+def test_a_used_link_stays_used_after_redis_loses_its_data(app, client, shop, redis) -> None:
+    """Spent links are recorded in the database: a Redis flush does not make a used link work again."""
+    url = link_for(app, shop[0])
+    assert client.get(url).status_code == 302
+    redis.flushall()
+    again = app.test_client().get(url)
+    assert again.status_code == 401 and "already used" in again.get_data(as_text=True)
+
+
+@pytest.mark.both_databases
+def test_signing_out_ends_the_session_on_the_server(app, client, shop) -> None:
+    """A copy of the cookie taken before signing out opens neither the pages nor the API afterwards."""
+    csrf = sign_in(app, client, shop[0])
+    copied = client.get_cookie("session")
+    assert copied is not None
+    elsewhere = app.test_client()
+    elsewhere.set_cookie("session", copied.value)
+    assert elsewhere.get(f"/shops/{shop[0]}/settings").status_code == 200
+    assert client.post("/signout", data={"csrf_token": csrf}).status_code == 200
+    assert elsewhere.get(f"/shops/{shop[0]}/settings").status_code == 401
+    assert elsewhere.get(f"/api/v1/shops/{shop[0]}/renders").status_code == 401
+
+
+def test_signing_out_ends_only_that_session(app, client, shop) -> None:
+    """Another browser signed in to the same shop stays signed in."""
+    csrf = sign_in(app, client, shop[0])
+    other = app.test_client()
+    sign_in(app, other, shop[0])
+    client.post("/signout", data={"csrf_token": csrf})
+    assert other.get(f"/shops/{shop[0]}/settings").status_code == 200
+
+
+@pytest.mark.both_databases
+def test_a_shopify_launch_url_works_once(app, client, shopify_shop) -> None:
+    """The same launch query (hmac and timestamp) signs in once; replayed by another browser it is refused."""
+    query = launch_query("acme.myshopify.com")
+    assert client.get(f"/shopify/app?{query}").status_code == 302
+    replayed = app.test_client().get(f"/shopify/app?{query}")
+    assert replayed.status_code == 401 and "already used" in replayed.get_data(as_text=True)
+    assert client.get(f"/shops/{shopify_shop}/settings").status_code == 200
+
+
+def test_the_signed_in_browser_may_reload_its_launch_url(client, shopify_shop) -> None:
+    """A reload of the admin's frame by the browser it signed in goes on to the pages instead of an error."""
+    query = launch_query("acme.myshopify.com")
+    assert client.get(f"/shopify/app?{query}").status_code == 302
+    again = client.get(f"/shopify/app?{query}")
+    assert again.status_code == 302 and again.headers["Location"].endswith(f"/shops/{shopify_shop}/settings")
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda token: "١٢٣",  # Arabic-Indic digits
+    lambda token: token + "١",
+    lambda token: token.rsplit(".", 1)[0] + ".١٢٣٤",
+    lambda token: token.replace(token[5], "５", 1),  # a fullwidth digit
+    lambda token: token + "\ufffd",  # what a byte that is not UTF-8 (%FF) becomes
+], ids=["digits-only", "digit-appended", "digits-as-signature", "fullwidth-digit", "not-utf8"])
+def test_a_token_with_unicode_characters_is_refused(app, client, shop, mangle) -> None:
+    """A sign-in token is URL-safe ASCII: Unicode digits anywhere in it answer 400 and sign no one in."""
+    token = unquote(link_for(app, shop[0]).split("token=", 1)[1])
+    response = client.get("/signin", query_string={"token": mangle(token)})
+    assert response.status_code == 400 and "not valid" in response.get_data(as_text=True)
+    assert client.get(f"/shops/{shop[0]}/settings").status_code == 401
+
+
+@pytest.mark.parametrize("bad_hmac", ["é" * 64, "٣" * 64, "\ufffd"], ids=["accented", "arabic-digits", "not-utf8"])
+def test_a_non_ascii_launch_hmac_is_refused(client, shopify_shop, bad_hmac) -> None:
+    """A launch whose hmac holds non-ASCII characters answers 401 like any other wrong signature."""
+    query = dict(pair.split("=", 1) for pair in launch_query("acme.myshopify.com").split("&"))
+    query["hmac"] = bad_hmac
+    response = client.get("/shopify/app", query_string=query)
+    assert response.status_code == 401 and "signature" in response.get_data(as_text=True)
