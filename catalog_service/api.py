@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from . import manual, ratelimit
 from .current import services
-from .http import FetchError, fetch
+from .http import FetchError, FetchTimeout, fetch
 from .imaging.errors import ImageRejected
 from .intake import insert_render
 from .models import (
@@ -35,10 +35,10 @@ from .models import (
 )
 from .presenters import render_json
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
-from .schemas import settings_with_defaults
+from .schemas import SETTINGS_INPUT, StorableSchema, settings_with_defaults, text_problem, unstorable_text
 from .security import hash_api_key
 from .shop_settings import check_for_shop
-from .web.common import check_csrf
+from .web.common import check_csrf, signed_in_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -74,12 +74,12 @@ def _shop_by_key(header: str) -> Shop:
 
 
 def _shop_by_session() -> Shop:
-    shop_id = web_session.get("shop_id")
-    if not isinstance(shop_id, int) or isinstance(shop_id, bool):
+    had_session = web_session.get("shop_id") is not None
+    shop = signed_in_shop()
+    if shop is None and not had_session:
         abort(401, "Send the shop's API key as `Authorization: Bearer <key>`, or sign in to the settings page.")
-    shop = services().db.session().get(Shop, shop_id)
-    if shop is None or not shop.active:
-        abort(401, "Your session is no longer valid (the shop is not active); sign in again.")
+    if shop is None:
+        abort(401, "Your session is no longer valid (signed out, expired, or the shop is not active); sign in again.")
     check_csrf()
     return shop
 
@@ -158,15 +158,23 @@ def add_reference(shop_id: int) -> ResponseReturnValue:
         if upload is None:
             abort(400, "Send the image as the multipart field `file`.")
         data, name = upload.read(), request.form.get("name") or upload.filename or ""
+        if problem := text_problem(name):
+            return body_errors(ValidationError({"name": [problem]}))
     elif request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             abort(400, 'Send JSON {"url": "https://..."} or a multipart `file`.')
+        if errors := unstorable_text(body):
+            return body_errors(ValidationError(errors))
+        budget = svc.config.web_fetch_timeout_s  # the whole download, so the web worker is never killed mid-request
         try:
             data = fetch(body["url"], max_bytes=svc.config.max_source_bytes,
                          connect_timeout_s=svc.config.fetch_connect_timeout_s,
-                         read_timeout_s=svc.config.fetch_read_timeout_s,
+                         read_timeout_s=svc.config.fetch_read_timeout_s, total_timeout_s=budget,
                          allow_private=svc.config.allow_private_urls, session=svc.http).data
+        except FetchTimeout:
+            abort(504, f"The image server did not send the whole image within {budget:g} s; "
+                       "upload the file instead, or link a copy on a faster host.")
         except FetchError as exc:
             abort(502 if exc.retryable else 400, f"The image could not be downloaded: {exc}")
         name = str(body.get("name") or "")
@@ -240,7 +248,7 @@ def usage(shop_id: int) -> ResponseReturnValue:
 # --- refinement -------------------------------------------------------------------------------------------
 
 
-class RefineSchema(Schema):
+class RefineSchema(StorableSchema):
     class Meta:
         unknown = RAISE
 
@@ -315,7 +323,7 @@ def put_settings(shop_id: int) -> ResponseReturnValue:
     if not isinstance(body, dict):
         abort(400, "Send the settings as a JSON object.")
     try:
-        settings = settings_with_defaults(body)
+        settings = SETTINGS_INPUT.load(body)
     except ValidationError as exc:
         return body_errors(exc)
     svc = services()
@@ -484,6 +492,6 @@ def login_link(shop_id: int) -> ResponseReturnValue:
     from .login_links import make_link
 
     shop = own_shop(shop_id)
-    link = make_link(services().config, shop.id)
+    link = make_link(services().config, shop)
     expires = dt.datetime.fromtimestamp(link.expires_at, dt.UTC)
     return {"url": link.url, "expires_at": expires.isoformat()}

@@ -7,10 +7,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, Response, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from webhooks import bp as webhooks_bp
 
@@ -23,6 +24,19 @@ from .services import Services
 from .shopify_install import bp as shopify_bp
 from .web import bp as web_bp
 from .web.sessions import CookieSessions
+
+MAX_DATABASE_ID = 2**31 - 1
+"""The largest id every supported database holds: our primary keys are INTEGER, 32 bits on PostgreSQL
+(64 on SQLite). Every `<int:...>` in our routes is one of those keys."""
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` in our routes: an id above what the database holds matches no route (404) instead of
+    overflowing the query (500 on SQLite past 2^63, 503 on PostgreSQL past 2^31)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_DATABASE_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def init_services(app: Flask, svc: Services) -> None:
@@ -39,6 +53,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     if not isinstance(config, Config):
         config = Config.load(config)
     app = Flask(__name__)
+    # Before any blueprint adds its rules, which bind their converters when added.
+    app.url_map.converters["int"] = DatabaseIdConverter
     app.config["CATALOG"] = config
     app.config["SECRET_KEY"] = config.ensure_secret_key()
     # Session cookies signed with a rotated-out key stay valid, like links and stored secrets.
@@ -54,6 +70,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     init_services(app, services_module.build(config))
 
     app.session_interface = CookieSessions()
+
+    app.before_request(_streamed_body_under_the_cap)
+    app.after_request(_security_headers)
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
@@ -78,6 +97,34 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def _streamed_body_under_the_cap() -> None:
+    """413 for a chunked body at or past MAX_CONTENT_LENGTH, as for one whose Content-Length says so.
+
+    A chunked body has no length to check up front, and Werkzeug's capped stream, read whole, stops quietly
+    at the cap: a webhook was verified against a truncated body and answered 401. Read here, whatever
+    reaches the cap is refused (a body of exactly the cap too: what follows cannot be read to tell).
+    The pages are left out: a browser sends a length, and their upload form raises its own cap later.
+    """
+    limit = request.max_content_length
+    if limit is None or request.blueprint == "web" or \
+            "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    if len(request.get_data(cache=True)) >= limit:
+        abort(413, f"The body is larger than the {limit} bytes this service accepts.")
+
+
+def _security_headers(response: Response) -> Response:
+    """What every answer carries; the pages add their own policy (web/common.py) before this runs."""
+    config: Config = current_app.config["CATALOG"]
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.mimetype == "application/json":
+        # API answers hold shop data and signed links: never kept by a browser or a shared cache.
+        response.headers.setdefault("Cache-Control", "no-store")
+    if config.public_url.startswith("https://"):
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
 
 
 def freeze_for_workers() -> None:

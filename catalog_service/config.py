@@ -62,10 +62,16 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "max_source_bytes": ("CATALOG_MAX_SOURCE_BYTES", parse_int, "largest source download, in bytes"),
     "fetch_connect_timeout_s": ("CATALOG_FETCH_CONNECT_TIMEOUT_S", parse_float, "connect timeout for fetches"),
     "fetch_read_timeout_s": ("CATALOG_FETCH_READ_TIMEOUT_S", parse_float, "read timeout for fetches"),
+    "web_fetch_timeout_s": ("CATALOG_WEB_FETCH_TIMEOUT_S", parse_float,
+                            "longest a web request spends downloading a reference image URL, in seconds (1-20)"),
     "cutout_max_side": ("CATALOG_CUTOUT_MAX_SIDE", parse_int, "longest side of a cutout, in pixels"),
     "scene_size": ("CATALOG_SCENE_SIZE", str, "size of offline scenes, WIDTHxHEIGHT"),
     "render_timeout_s": ("CATALOG_RENDER_TIMEOUT_S", parse_int, "RQ timeout of one render job"),
     "push_timeout_s": ("CATALOG_PUSH_TIMEOUT_S", parse_int, "RQ timeout of one push job"),
+    "worker_max_jobs": ("CATALOG_WORKER_MAX_JOBS", parse_int,
+                        "a worker replaces itself with a fresh process after this many jobs (0: never)"),
+    "worker_max_rss_mb": ("CATALOG_WORKER_MAX_RSS_MB", parse_int,
+                          "a worker still resident above this many MB after a job replaces itself (0: never)"),
     "folder_store_dir": ("CATALOG_FOLDER_STORE_DIR", str, "where the folder store writes shop files"),
     "log_level": ("CATALOG_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
     "log_format": ("CATALOG_LOG_FORMAT", str, "json (one object a line) or text"),
@@ -82,6 +88,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "scene_concurrency": ("CATALOG_SCENE_CONCURRENCY", parse_int, "scenes of one render made at once"),
     "login_link_ttl_s": ("CATALOG_LOGIN_LINK_TTL_S", parse_int, "how long a merchant's sign-in link works, in seconds"),
     "session_ttl_s": ("CATALOG_SESSION_TTL_S", parse_int, "how long a merchant stays signed in, in seconds"),
+    "metrics_token": ("CATALOG_METRICS_TOKEN", str, "when set, /metrics wants `Authorization: Bearer <token>`"),
 }
 
 
@@ -104,11 +111,16 @@ class Config:
     max_source_bytes: int = 40 * 1024 * 1024
     fetch_connect_timeout_s: float = 5.0
     fetch_read_timeout_s: float = 20.0
+    # The web worker is killed at 30 s (cli.py serve): a download inside a request must end well before.
+    web_fetch_timeout_s: float = 10.0
     cutout_max_side: int = 2048
     scene_size: str = "1536x1024"
     # A render may wait on several GPT Image calls, each retried with backoff: give it room.
     render_timeout_s: int = 1800
     push_timeout_s: int = 300
+    # A fresh process gives back what a long-lived one cannot (heap fragmentation, libraries' caches).
+    worker_max_jobs: int = 500
+    worker_max_rss_mb: int = 1024
     folder_store_dir: str = ""  # default derived from var_dir
     log_level: str = "INFO"
     log_format: str = "json"
@@ -125,6 +137,8 @@ class Config:
     scene_concurrency: int = 4
     login_link_ttl_s: int = 900
     session_ttl_s: int = 8 * 3600
+    # Empty: /metrics is open (bind it to a private network). Set: scrapers send it as a bearer token.
+    metrics_token: str = dataclasses.field(default="", repr=False)
     testing: bool = False
 
     @classmethod
@@ -183,6 +197,10 @@ class Config:
             raise ConfigError("CATALOG_SCENE_CONCURRENCY must be between 1 and 16")
         if not 60 <= self.login_link_ttl_s <= 7 * 24 * 3600 or not 300 <= self.session_ttl_s <= 30 * 24 * 3600:
             raise ConfigError("CATALOG_LOGIN_LINK_TTL_S must be 60 s to 7 days, CATALOG_SESSION_TTL_S 5 min to 30 days")
+        if self.worker_max_jobs < 0 or self.worker_max_rss_mb < 0:
+            raise ConfigError("CATALOG_WORKER_MAX_JOBS and CATALOG_WORKER_MAX_RSS_MB must be 0 (never) or more")
+        if not 1 <= self.web_fetch_timeout_s <= 20:
+            raise ConfigError("CATALOG_WEB_FETCH_TIMEOUT_S must be 1 to 20 s (web workers are stopped at 30 s)")
         if not 0 <= self.openai_max_retries <= 10:
             raise ConfigError("CATALOG_OPENAI_MAX_RETRIES must be between 0 and 10")
         from .scenes.pricing import PriceTable

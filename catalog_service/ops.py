@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -113,6 +114,15 @@ def _register_metrics(state: BlueprintSetupState) -> None:
 
 @bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    """Prometheus exposition of the app's registry."""
+    """Prometheus exposition of the app's registry; behind `Authorization: Bearer` when a metrics token is set."""
+    token = services().config.metrics_token
+    if token:
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+            response = jsonify(error={"code": 401, "message": "Send the metrics token as "
+                                      "`Authorization: Bearer <token>` (CATALOG_METRICS_TOKEN)."})
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     registry = current_app.extensions["catalog_metrics"]
     return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -41,11 +41,12 @@ def retry_or_fail(
     `on_final(reason)` writes the outcome and the job ends normally.
 
     Called inside the `except` that caught `exc`. A job never raises on its last attempt, so nothing it
-    owns is left half done (a render `running`, an asset `pending`) when RQ gives up.
+    owns is left half done (a render `running`, an asset `pending`) when RQ gives up. Only the retry's
+    reason promises another try: errors' own messages do not, so a final one never says "we will retry".
     """
     if will_retry(exc):
         if on_retry is not None:
-            on_retry(str(exc))
+            on_retry(f"{exc}; we will retry")
         log.warning("transient failure, will retry: %s", exc)
         raise exc
     on_final(str(exc))

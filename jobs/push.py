@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from redis.exceptions import LockError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,13 +17,23 @@ from catalog_service.logs import bind, log_context
 from catalog_service.models import Asset, PushStatus, Render, Shop, utcnow
 from catalog_service.schemas import settings_with_defaults
 from catalog_service.services import current
-from catalog_service.stores.base import PushAsset, PushResult, StoreConnector, StoreError, asset_filename
+from catalog_service.stores.base import (
+    PushAsset,
+    PushResult,
+    StoreConnector,
+    StoreError,
+    UpstreamError,
+    asset_filename,
+)
 
 from .common import retry_or_fail
 
 log = logging.getLogger(__name__)
 
 KIND_LABELS = {"cutout": "cutout", "white": "white background", "scene": "scene"}
+
+PRODUCT_LOCK_WAIT_S = 60
+"""Longest a push waits for another push to the same product before it is retried later."""
 
 
 def push_render(render_id: int) -> None:
@@ -36,6 +48,10 @@ def push_render(render_id: int) -> None:
 
 _Pending = tuple[int, str, dict[str, str]]
 """An asset waiting to be pushed: its id, its storage key and its description (_describe)."""
+
+_OWN_DATA_ERRORS = (ValueError, LookupError, AttributeError, TypeError)
+"""What filling in an asset's description raises when the shop's own data cannot be used (an alt-text
+template saved before it was checked, text that is not valid Unicode). Trying again cannot help."""
 
 
 def _run(render_id: int) -> None:
@@ -56,13 +72,23 @@ def _run(render_id: int) -> None:
         settings = settings_with_defaults(shop.settings)
         template = settings["alt_template"]
         product = render.product
-        pending = [
-            (asset.id, asset.storage_key, _describe(asset, product.external_id, product.title, template))
-            for asset in render.assets if asset.push_status == PushStatus.PENDING
-        ]
-        product_id = product.external_id
+        pending: list[_Pending] = []
+        unusable_data: list[tuple[int, str]] = []
+        for asset in render.assets:
+            if asset.push_status != PushStatus.PENDING:
+                continue
+            try:
+                pending.append(
+                    (asset.id, asset.storage_key, _describe(asset, product.external_id, product.title, template)))
+            except _OWN_DATA_ERRORS as exc:
+                unusable_data.append((asset.id, _own_data_error(exc)))
+        product_id, shop_id = product.external_id, shop.id
         earlier = _replaced(session, render) if settings["on_regenerate"] == "replace" else []
     svc.db.remove()
+
+    for asset_id, error in unusable_data:
+        log.warning("render=%s asset=%s cannot be described: %s", render_id, asset_id, error)
+        _record(asset_id, error=error, final=True)
 
     if connector is None:
         # No usable credentials (or the token endpoint is down): say so on every asset; retry if it may pass.
@@ -71,11 +97,42 @@ def _run(render_id: int) -> None:
         _failed(unusable, asset_ids)
         return
     try:
-        _push_all_of(render_id, connector, product_id, pending)
-        if earlier and connector.can_delete:
-            _remove_earlier(render_id, connector, product_id, earlier)
+        with _one_push_per_product(shop_id, product_id):
+            _push_all_of(render_id, connector, product_id, pending)
+            if earlier and connector.can_delete:
+                _remove_earlier(render_id, connector, product_id, earlier)
+    except _ProductBusy as exc:
+        _failed(exc, [asset_id for asset_id, _key, _described in pending])
     finally:
         connector.close()  # its HTTP session: one per push job, never leaked
+
+
+class _ProductBusy(UpstreamError):
+    """Another push to the same product did not finish in time; this one is tried again later."""
+
+
+@contextlib.contextmanager
+def _one_push_per_product(shop_id: int, product_id: str) -> Iterator[None]:
+    """Hold the product's push lock (in Redis) while this job changes the product.
+
+    A store checks for our image before adding it, so two pushes to one product at once (two renders of
+    it, or a regenerate right after a webhook, on two workers) both found none and both added it; and a
+    WooCommerce push rewrites the product's whole image list. One at a time per product prevents both.
+    The lock lapses by itself after the push timeout if its worker dies.
+    """
+    svc = current()
+    timeout_s = svc.config.push_timeout_s
+    lock = svc.redis.lock(f"catalog:push-lock:{shop_id}:{product_id}", timeout=timeout_s,
+                          blocking_timeout=min(PRODUCT_LOCK_WAIT_S, timeout_s / 2))
+    if not lock.acquire():
+        raise _ProductBusy("Another push to this product is still running.")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("shop=%s product=%s push lock lapsed before the push ended", shop_id, product_id)
 
 
 def _replaced(session: Session, render: Render) -> list[tuple[int, str]]:
@@ -146,17 +203,35 @@ def _failed(exc: StoreError, asset_ids: list[int]) -> None:
 
 
 def _describe(asset: Asset, product_id: str, title: str, template: str) -> dict[str, str]:
-    """Everything a PushAsset needs but the bytes, read while the row is at hand."""
+    """Everything a PushAsset needs but the bytes, read while the row is at hand.
+
+    Raises one of _OWN_DATA_ERRORS when the shop's data cannot make a description.
+    """
     ext = asset.storage_key.rsplit(".", 1)[-1]
     # The content hash: the same bytes pushed twice to a product are recognised as one asset.
     key = asset.storage_key.rsplit("/", 1)[-1].split(".")[0]
+    alt = alt_text(template, title=title, kind=KIND_LABELS[asset.kind.value], preset=asset.preset)
+    # Every store sends the alt text as UTF-8; text that has none (a lone surrogate) fails here, once,
+    # rather than inside each store's request.
+    alt.encode("utf-8")
     return {
         "key": key,
         "kind": asset.kind.value,
         "filename": asset_filename(product_id, asset.kind.value, asset.preset, key, ext),
         "content_type": asset.content_type,
-        "alt": alt_text(template, title=title, kind=KIND_LABELS[asset.kind.value], preset=asset.preset),
+        "alt": alt,
     }
+
+
+def _own_data_error(exc: Exception) -> str:
+    """The reason an asset cannot be described, in words the merchant can act on."""
+    if isinstance(exc, UnicodeError):
+        return ("The alt text cannot be sent: the alt-text template or the product title holds text that is "
+                "not valid Unicode. Correct the alt-text template in the settings, then push again.")
+    # The exception may quote the template, which may itself be the text that cannot be stored.
+    detail = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")
+    return (f"The alt text cannot be made from the alt-text template ({exc.__class__.__name__}: {detail}). "
+            "Correct the template in the settings (placeholders {title}, {kind}, {preset}), then push again.")
 
 
 def alt_text(template: str, **values: str) -> str:

@@ -234,3 +234,14 @@ def test_invalid_settings_are_refused_and_nothing_saved(api, change: dict, field
     response = api.put(f"/api/v1/shops/{api.id}/settings", json={**before, **change})
     assert response.status_code == 400 and field in response.get_json()["error"]["fields"]
     assert api.get(f"/api/v1/shops/{api.id}/settings").get_json() == before
+
+
+def test_settings_that_make_nothing_are_refused_with_the_field_named(app, api) -> None:
+    """PUT with the cutout off and no scenes: 400 naming scene_presets; an unusable alt template is named too."""
+    response = api.put(f"/api/v1/shops/{api.id}/settings",
+                       json={"cutout": {"enabled": False}, "scene_presets": [], "alt_template": "{title"})
+    assert response.status_code == 400
+    fields = response.get_json()["error"]["fields"]
+    assert "Nothing would be made" in fields["scene_presets"][0] and "alt_template" in fields
+    assert api.put(f"/api/v1/shops/{api.id}/settings",
+                   json={"cutout": {"enabled": False}, "scene_presets": ["studio"]}).status_code == 200

@@ -63,3 +63,17 @@ def test_metrics_still_answer_when_redis_is_down(app, client, webhooks) -> None:
     text = response.get_data(as_text=True)
     assert response.status_code == 200 and "catalog_deliveries_total{" in text
     assert "catalog_queue_depth{" not in text
+
+
+def test_metrics_want_the_token_when_one_is_set(app_config, redis) -> None:  # type: ignore[no-untyped-def]
+    """With CATALOG_METRICS_TOKEN set: no or a wrong bearer is 401; the token gets the exposition."""
+    app = create_app({**app_config, "metrics_token": "scrape-me"})
+    try:
+        client = app.test_client()
+        assert client.get("/metrics").status_code == 401
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "CATALOG_METRICS_TOKEN" in wrong.get_json()["error"]["message"]
+        right = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert right.status_code == 200 and b"catalog_queue_depth" in right.data
+    finally:
+        app.extensions["catalog"].close()

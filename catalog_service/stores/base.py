@@ -143,7 +143,8 @@ _OUR_MARKER = re.compile(r"-cs[0-9a-f]{8}(?![0-9a-f])")
 def asset_filename(product_id: str, kind: str, preset: str, content_key: str, ext: str) -> str:
     """The name a pushed asset has in the shop: readable, and marked as ours."""
     suffix = f"-{preset}" if preset else ""
-    safe_product = re.sub(r"[^A-Za-z0-9_-]+", "-", product_id)[:40] or "product"
+    # Starting with a letter or digit: a name led by "-" or "_" is refused by stores that take plain names only.
+    safe_product = re.sub(r"[^A-Za-z0-9_-]+", "-", product_id).strip("-_")[:40] or "product"
     return f"{safe_product}-{kind}{suffix}-cs{content_key[:8]}.{ext}"
 
 

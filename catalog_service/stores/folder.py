@@ -37,6 +37,21 @@ def _safe_name(value: object, what: str) -> str:
     return value
 
 
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def product_folder_name(product_id: str) -> str:
+    """The folder a product's files go in: its id when that is a safe name (as before), otherwise a slug of
+    it plus a short hash of the whole id, so ids like `SKU 12/A` or `кружка` get a folder of their own
+    instead of failing every push."""
+    if _SAFE_NAME.fullmatch(product_id):
+        return product_id
+    slug = _UNSAFE_RUN.sub("-", product_id).strip("-._")[:48] or "product"
+    if not slug[0].isalnum():
+        slug = "p" + slug
+    return f"{slug}-{hashlib.sha256(product_id.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
 class FolderStore(BaseConnector):
     """Pushes assets into a local directory tree, one folder per product."""
 
@@ -115,7 +130,9 @@ class FolderStore(BaseConnector):
 
     def _product_dir(self, product_id: str) -> pathlib.Path:
         """The product's folder, proven to be under the root even if a symlink was planted."""
-        path = (self.root / self.shop / _safe_name(product_id, "product id")).resolve()
+        if not isinstance(product_id, str) or not product_id:
+            raise StoreError(f"unusable product id {product_id!r}")
+        path = (self.root / self.shop / product_folder_name(product_id)).resolve()
         if not path.is_relative_to(self.root):
             raise StoreError(f"product folder for {product_id!r} resolves outside {self.root}")
         return path

@@ -14,7 +14,7 @@ from ..imaging.errors import ImageRejected
 from ..models import ReferenceImage, Shop, get_for_shop
 from ..references import MAX_REFERENCE_IMAGES, add_reference_image
 from ..scenes import builtin_presets
-from ..schemas import SETTINGS, PresetSchema, settings_with_defaults
+from ..schemas import SETTINGS, SETTINGS_INPUT, PresetSchema, settings_with_defaults, text_problem
 from ..shop_settings import check_for_shop, spent_this_month
 from ..shop_tokens import needs_reauth
 from .common import MAX_UPLOAD_FILES, bp, shop_page, size_words
@@ -98,7 +98,7 @@ def settings(shop_id: int) -> ResponseReturnValue:
     submitted = parse(SETTINGS, request.form)
     svc = services()
     try:
-        cleaned = SETTINGS.load(submitted)
+        cleaned = SETTINGS_INPUT.load(submitted)
         check_for_shop(svc.db.session(), shop.id, cleaned)
     except ValidationError as exc:
         return render_settings(shop, submitted, flatten_errors(exc.messages), status=400)
@@ -132,6 +132,9 @@ def upload_references(shop_id: int) -> ResponseReturnValue:
                                .where(ReferenceImage.shop_id == shop.id)) or 0
         for upload in uploads:
             name = upload.filename or "photo"
+            if problem := text_problem(name):
+                problems.append(f"{name.encode('utf-8', 'replace').decode()}: the file name is not usable. {problem}")
+                continue
             if count + added >= MAX_REFERENCE_IMAGES:
                 problems.append(f"{name}: a shop keeps at most {MAX_REFERENCE_IMAGES} reference images; "
                                 "delete one first.")

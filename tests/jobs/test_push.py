@@ -147,3 +147,58 @@ def test_rejecting_a_pushed_asset_on_a_callback_shop_says_to_remove_it_there(
     assert after.push_status == PushStatus.PUSHED
     assert after.push_error and "remove it in the shop's admin" in after.push_error
     assert len(receiver.messages) == 1
+
+
+def render_with_a_cutout(app, shop_id: int, product_id: str = "8") -> int:  # type: ignore[no-untyped-def]
+    """A finished render with one pending cutout (its file stored), as a render job leaves it."""
+    from catalog_service.models import Asset, AssetKind, Product
+
+    with app.app_context():
+        storage = app.extensions["catalog"].storage
+        with app.extensions["catalog_db"].transaction() as session:
+            product = Product(shop_id=shop_id, external_id=product_id, title="Cup")
+            session.add(product)
+            session.flush()
+            render = Render(shop_id=shop_id, product_id=product.id, status=RenderStatus.SUCCEEDED)
+            session.add(render)
+            session.flush()
+            session.add(Asset(shop_id=shop_id, render_id=render.id, kind=AssetKind.CUTOUT,
+                              storage_key=storage.put((FIXTURES / "coffee.png").read_bytes(), ext="png"),
+                              content_type="image/png", width=10, height=10, bytes=10))
+            return render.id
+
+
+def push(app, redis, render_id: int):  # type: ignore[no-untyped-def]
+    """Queue the render's push and run it in a worker; the render's one asset afterwards."""
+    from jobs.queues import PUSHES, enqueue_push
+
+    enqueue_push(redis, render_id, timeout_s=60)
+    run_jobs(app, redis, [PUSHES])
+    (asset,) = render_of(app, render_id).assets
+    return asset
+
+
+@pytest.mark.parametrize(("template", "words"), [
+    ("\ud800 {title}", "not valid Unicode"),  # saved through the API before surrogates were refused
+    ("{title", "Correct the template"),  # saved before templates were checked
+])
+def test_a_push_that_fails_on_the_shops_own_data_records_why(app, redis, shop, template: str, words: str) -> None:
+    """An alt-text template no push can use marks the asset failed with the reason, not `pending` for ever."""
+    render_id = render_with_a_cutout(app, shop[0])
+    with app.app_context():
+        with app.extensions["catalog_db"].transaction() as session:
+            row = session.get(Shop, shop[0])
+            row.settings = {**row.settings, "alt_template": template}  # as stored then, unchecked
+    asset = push(app, redis, render_id)
+    assert asset.push_status == PushStatus.FAILED
+    assert asset.push_error and words in asset.push_error and "push again" in asset.push_error
+
+
+def test_a_generic_product_id_the_folder_store_cannot_name_is_pushed(app, redis, shop) -> None:
+    """A product id like `SKU 12/A` goes to a derived folder on the folder store instead of failing each push."""
+    from catalog_service.stores.folder import product_folder_name
+
+    asset = push(app, redis, render_with_a_cutout(app, shop[0], "SKU 12/A"))
+    assert asset.push_status == PushStatus.PUSHED, asset.push_error
+    shop_dir = Path(app.extensions["catalog"].config.folder_store_dir) / f"shop-{shop[0]}"
+    assert (shop_dir / product_folder_name("SKU 12/A") / asset.external_id).is_file()

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from catalog_service.shops import create_shop
 from fakes.shopify_server import FakeShopify
 from fakes.woocommerce_server import FakeWooCommerce
 from jobs.push import push_render
+from jobs.queues import RENDERS
 from support import run_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -62,6 +64,44 @@ def test_shopify_product_gets_our_media_once_through_throttling_and_a_second_pus
         push_again(app, render_id)
         assert len(fake.product_media(4242)) == 5 and len(fake.uploads) == uploads
         assert fake.errors == []
+
+
+@pytest.mark.slow
+def test_two_pushes_to_one_product_at_once_put_each_image_on_it_once(
+        app, client, redis, image_server, model_session, app_config) -> None:
+    """Two push jobs for one Shopify product at the same moment (two workers): each image lands on it once."""
+    with FakeShopify(ready_after_polls=1) as fake:
+        fake.add_product(4243, "Espresso cup")
+        with app.app_context():
+            with app.extensions["catalog_db"].transaction() as session:
+                create_shop(session, platform="shopify", domain=fake.shop_domain, access_token=fake.access_token,
+                            api_base_url=fake.url)
+        src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+        body = json.dumps({"id": 4243, "title": "Espresso cup", "images": [{"id": 1, "src": src}]}).encode()
+        digest = hmac.new(app_config["shopify_api_secret"].encode(), body, hashlib.sha256).digest()
+        response = client.post("/webhooks/shopify", data=body, content_type="application/json", headers={
+            "X-Shopify-Topic": "products/create", "X-Shopify-Shop-Domain": fake.shop_domain,
+            "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode()})
+        render_id = response.get_json()["render_id"]
+        run_jobs(app, redis, (RENDERS,))  # rendered; its push waits
+        start = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def push() -> None:
+            start.wait()
+            try:
+                push_render(render_id)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=push) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        assert statuses(app, render_id) == {PushStatus.PUSHED}
+        assert len(fake.product_media(4243)) == 5, [m.filename for m in fake.product_media(4243)]
 
 
 @pytest.mark.slow

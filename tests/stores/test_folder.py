@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from catalog_service.stores.base import PushAsset, StoreError
-from catalog_service.stores.folder import FolderStore
+from catalog_service.stores.folder import FolderStore, product_folder_name
 
 
 @pytest.fixture
@@ -102,13 +102,28 @@ def test_concurrent_pushes_keep_every_entry(store):
 HOSTILE = ["../x", "a/b", "", ".", "..", ".hidden", "a\\b", "a\x00b", "/abs", "x" * 200]
 
 
-@pytest.mark.parametrize("product_id", HOSTILE)
-def test_hostile_product_ids_rejected(store, product_id):
-    """Product ids that are not one plain path component raise StoreError and write nothing."""
+@pytest.mark.parametrize("product_id", [p for p in HOSTILE if p])
+def test_unnameable_product_ids_get_a_safe_folder_of_their_own(store, product_id):
+    """Product ids that are not one plain path component are stored under a derived name inside the shop's
+    folder (a slug and a hash): the push works, nothing lands outside, and the manifest keeps the real id."""
+    result = store.push_asset(product_id, make_asset())
+    assert result.created and store.existing_assets(product_id) == {"render-1/cutout-0": "cutout-0.png"}
+    (folder,) = (store.root / "shop-1").iterdir()
+    assert folder.name == product_folder_name(product_id) and folder.name[0].isalnum()
+    assert json.loads((folder / "manifest.json").read_text())["product_id"] == product_id
+    assert store.delete_asset(product_id, "cutout-0.png") and not (folder / "cutout-0.png").exists()
+
+
+def test_derived_folders_differ_for_ids_that_slug_alike(store):
+    """`a/b` and `a b` make the same slug; the hash keeps their files apart. Safe ids keep their own name."""
+    assert product_folder_name("a/b") != product_folder_name("a b")
+    assert product_folder_name("123") == "123" and product_folder_name("SKU-12.A") == "SKU-12.A"
+
+
+def test_an_empty_product_id_is_refused(store):
+    """An empty id names nothing: StoreError, nothing written."""
     with pytest.raises(StoreError, match="product id"):
-        store.push_asset(product_id, make_asset())
-    with pytest.raises(StoreError, match="product id"):
-        store.existing_assets(product_id)
+        store.push_asset("", make_asset())
     assert not store.root.exists()
 
 

@@ -74,6 +74,10 @@ def test_a_valid_form_is_saved(app, merchant) -> None:
     ("presets.0.name", "Bad Name", "lowercase letters"),
     ("presets.0.size", "999x999", "1024x1024"),
     ("presets.0.text", "x" * 41, "40"),
+    ("alt_template", "Nice\x00 {title}", "NUL"),
+    ("presets.0.prompt", "a\x00b", "NUL"),
+    ("alt_template", "{title", "Not a usable template"),
+    ("alt_template", "{0} photo", "Not a usable template"),
 ])
 def test_an_invalid_field_is_shown_beside_it_and_nothing_is_saved(app, merchant, path, value, words) -> None:
     """One bad field: 400, the message beside that field, the summary on top, and no field saved."""
@@ -90,6 +94,33 @@ def test_an_invalid_field_is_shown_beside_it_and_nothing_is_saved(app, merchant,
     assert "Nothing was saved" in html
     assert stored(app, merchant.id) == before
     assert f'value="{value}"' in html or value not in ("0.9", "-5", "red")  # the typed value is kept for fixing
+
+
+def test_settings_that_make_nothing_are_refused_naming_the_field(app, merchant) -> None:
+    """Cutout off and no scene chosen: 400, the reason beside the scenes field, nothing saved."""
+    before = stored(app, merchant.id)
+    settings = settings_with_defaults({})
+    settings["cutout"]["enabled"] = False
+    settings["scene_presets"] = []
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings))
+    assert response.status_code == 400
+    assert "Nothing would be made" in field_error(response.get_data(as_text=True), "scene_presets")
+    assert stored(app, merchant.id) == before
+
+
+def test_a_surrogates_bytes_in_the_form_are_never_stored_as_a_surrogate(app, client, merchant) -> None:
+    """Werkzeug keeps undecodable percent escapes as they were, so a surrogate's bytes (ED A0 80) arrive as the
+    text `%ED%A0%80`: saved as text, no 500, and the next push can encode it."""
+    from urllib.parse import urlencode
+
+    data = form_data(settings_with_defaults({}))
+    del data["alt_template"]
+    body = urlencode({"csrf_token": merchant.csrf, **data}, doseq=True) + "&alt_template=%ED%A0%80+{title}"
+    response = client.post(f"/shops/{merchant.id}/settings", data=body,
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    saved = stored(app, merchant.id)["alt_template"]
+    assert saved == "%ED%A0%80 {title}"
 
 
 def test_duplicate_preset_names_and_foreign_reference_images_are_refused(app, merchant) -> None:
