@@ -43,6 +43,7 @@ bench: model
 	$(BIN)/python benchmarks/cutout.py
 	$(BIN)/python benchmarks/cutout_quality.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) var demo-out .pytest_cache

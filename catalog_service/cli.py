@@ -317,12 +317,11 @@ def shops_login_link(shop_id: int) -> None:
     try:
         with svc.db.transaction() as session:
             shop = session.get(Shop, shop_id)
-            active = shop is not None and shop.active
     finally:
         svc.close()
-    if not active:
+    if shop is None or not shop.active:
         raise click.ClickException(f"no active shop {shop_id} (see `catalog-service shops list`)")
-    click.echo(make_link(config, shop_id).url)
+    click.echo(make_link(config, shop).url)
 
 
 @main.group("secrets")
