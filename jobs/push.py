@@ -8,7 +8,7 @@ import logging
 import string
 from collections.abc import Callable, Iterator, Sequence
 
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from catalog_service.stores.base import (
     asset_filename,
 )
 
-from .common import retry_or_fail
+from .common import retry_or_fail, will_retry
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +124,23 @@ def _one_push_per_product(shop_id: int, product_id: str) -> Iterator[None]:
     timeout_s = svc.config.push_timeout_s
     lock = svc.redis.lock(f"catalog:push-lock:{shop_id}:{product_id}", timeout=timeout_s,
                           blocking_timeout=min(PRODUCT_LOCK_WAIT_S, timeout_s / 2))
-    if not lock.acquire():
+    try:
+        held = lock.acquire()
+    except RedisError as exc:
+        # Without Redis no RQ worker runs, so no other push can race this one (the demo runs in-process then).
+        log.warning("shop=%s product=%s push runs without its lock: Redis does not answer (%s)", shop_id,
+                    product_id, exc)
+        held = None
+    if held is False:
         raise _ProductBusy("Another push to this product is still running.")
     try:
         yield
     finally:
-        try:
-            lock.release()
-        except LockError:
-            log.warning("shop=%s product=%s push lock lapsed before the push ended", shop_id, product_id)
+        if held:
+            try:
+                lock.release()
+            except (LockError, RedisError):
+                log.warning("shop=%s product=%s push lock lapsed before the push ended", shop_id, product_id)
 
 
 def _replaced(session: Session, render: Render) -> list[tuple[int, str]]:
@@ -184,7 +192,8 @@ def _push(render_id: int, asset_ids: list[int], send: Callable[[], Sequence[Push
     try:
         results = send()
     except StoreError as exc:
-        log.warning("render=%s assets=%s push failed: %s", render_id, asset_ids, exc)
+        if not will_retry(exc):  # a retry gets its one line from retry_or_fail
+            log.warning("render=%s assets=%s push failed: %s", render_id, asset_ids, exc)
         _failed(exc, asset_ids)
         return
     for asset_id, result in zip(asset_ids, results, strict=True):
