@@ -47,7 +47,10 @@ def retry_or_fail(
     if will_retry(exc):
         if on_retry is not None:
             on_retry(f"{exc}; we will retry")
-        log.warning("transient failure, will retry: %s", exc)
+        # The one line an operator gets for an expected failure: the job's log context adds the render and
+        # shop; the worker leaves out RQ's traceback for it (jobs/worker.py, expected_failure).
+        job = get_current_job()
+        log.warning("transient failure, will retry (%s retries left): %s", job.retries_left if job else 0, exc)
         raise exc
     on_final(str(exc))
 

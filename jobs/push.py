@@ -6,9 +6,11 @@ import contextlib
 import functools
 import logging
 import string
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,6 +36,9 @@ KIND_LABELS = {"cutout": "cutout", "white": "white background", "scene": "scene"
 
 PRODUCT_LOCK_WAIT_S = 60
 """Longest a push waits for another push to the same product before it is retried later."""
+
+PRODUCT_LOCK_TTL_S = 30
+"""Lifetime of a product's push lock; the running push renews it, a dead one's lapses after this."""
 
 
 def push_render(render_id: int) -> None:
@@ -118,12 +123,12 @@ def _one_push_per_product(shop_id: int, product_id: str) -> Iterator[None]:
     A store checks for our image before adding it, so two pushes to one product at once (two renders of
     it, or a regenerate right after a webhook, on two workers) both found none and both added it; and a
     WooCommerce push rewrites the product's whole image list. One at a time per product prevents both.
-    The lock lapses by itself after the push timeout if its worker dies.
+    The lock is short-lived and kept alive while the push runs, so a worker killed mid-push holds up the
+    next push of that product by PRODUCT_LOCK_TTL_S at most.
     """
     svc = current()
-    timeout_s = svc.config.push_timeout_s
-    lock = svc.redis.lock(f"catalog:push-lock:{shop_id}:{product_id}", timeout=timeout_s,
-                          blocking_timeout=min(PRODUCT_LOCK_WAIT_S, timeout_s / 2))
+    lock = svc.redis.lock(f"catalog:push-lock:{shop_id}:{product_id}", timeout=PRODUCT_LOCK_TTL_S,
+                          blocking_timeout=PRODUCT_LOCK_WAIT_S)
     try:
         held = lock.acquire()
     except RedisError as exc:
@@ -133,14 +138,30 @@ def _one_push_per_product(shop_id: int, product_id: str) -> Iterator[None]:
         held = None
     if held is False:
         raise _ProductBusy("Another push to this product is still running.")
+    done = threading.Event()
+    keeper = threading.Thread(target=_keep_lock, args=(lock, done), daemon=True) if held else None
+    if keeper is not None:
+        keeper.start()
     try:
         yield
     finally:
-        if held:
+        done.set()
+        if keeper is not None:
+            keeper.join(timeout=5)
             try:
                 lock.release()
             except (LockError, RedisError):
                 log.warning("shop=%s product=%s push lock lapsed before the push ended", shop_id, product_id)
+
+
+def _keep_lock(lock: Lock, done: threading.Event) -> None:
+    """Renew the lock's lifetime every third of it until the push ends (redis-py's Lock.reacquire)."""
+    while not done.wait(PRODUCT_LOCK_TTL_S / 3):
+        try:
+            lock.reacquire()
+        except (LockError, RedisError) as exc:
+            log.warning("push lock not renewed: %s", exc)
+            return
 
 
 def _replaced(session: Session, render: Render) -> list[tuple[int, str]]:

@@ -29,6 +29,7 @@ from catalog_service import services
 from catalog_service.imaging.cutout import get_session
 from catalog_service.services import Services
 
+from .common import JobError
 from .queues import ALL_QUEUES, get_queue
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,13 @@ class Worker(SimpleWorker):
         self._heartbeat.start()
         return execution
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        # RQ logs every exception a job raises with its whole traceback before its exception handlers run, so
+        # a handler cannot take it back; an expected, retried failure keeps to the one line retry_or_fail wrote.
+        if expected_failure(exc_info[1]):
+            return
+        super().handle_exception(job, *exc_info)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
@@ -170,6 +178,12 @@ class Worker(SimpleWorker):
             self.unsubscribe()
         except RedisError as exc:
             log.warning("worker=%s not released: %s", self.name, exc)
+
+
+def expected_failure(exc: BaseException | None) -> bool:
+    """Whether a job's exception is one it raised on purpose for RQ to retry (a store throttling us, a photo
+    host failing for now): retry_or_fail logged it in one line with the render, shop and reason."""
+    return isinstance(exc, JobError) and exc.retryable
 
 
 _fork_parent: tuple[int, bool] | None = None
@@ -281,6 +295,11 @@ def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bo
     When Redis goes away the RQ worker ends (a job that cannot be recorded, a Redis timeout); unless a stop
     was asked for, a new one is started once Redis answers again, after waits with capped backoff.
     """
+    if not burst:
+        # Until RQ installs its warm-shutdown handler (after the worker registers), no job runs here: a stop
+        # asked for meanwhile (a deploy during start-up or right after a recycle) simply ends the process.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: sys.exit(0))
     services.install(svc)
     # SimpleWorker runs each job in this process, so the model loaded here serves every job;
     # a forking worker would pay for it again in each child.

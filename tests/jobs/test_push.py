@@ -118,7 +118,7 @@ def test_failing_callback_is_visible_and_can_be_pushed_again(
 @pytest.mark.slow
 def test_review_mode_holds_assets_until_pushed(
         app, client, redis, webhooks, image_server, receiver, model_session, shop) -> None:
-    """With publish_mode=review nothing reaches the shop until the merchant pushes."""
+    """With publish_mode=review nothing reaches the shop until the merchant approves and pushes."""
     with app.app_context():
         with app.extensions["catalog_db"].transaction() as session:
             row = session.get(Shop, shop[0])
@@ -128,7 +128,9 @@ def test_review_mode_holds_assets_until_pushed(
     assert receiver.messages == []
     auth = {"Authorization": f"Bearer {shop[1]}"}
     assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "held"
-    assert client.post(f"/api/v1/renders/{render_id}/push", headers=auth).status_code == 202
+    assert client.post(f"/api/v1/renders/{render_id}/push", headers=auth).status_code == 409  # none approved
+    assert client.post(f"/api/v1/renders/{render_id}/push", headers=auth,
+                       json={"approve_held": True}).status_code == 202
     run_jobs(app, redis)
     assert len(receiver.messages) == 1
 
