@@ -18,21 +18,21 @@ if TYPE_CHECKING:
     from .services import Services
 
 
-def _app() -> Flask:
+def _app(overrides: dict[str, Any] | None = None) -> Flask:
     from .app import create_app
 
     try:
-        return create_app()
+        return create_app(Config.load(overrides))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _services() -> Services:
+def _services(overrides: dict[str, Any] | None = None) -> Services:
     """The process's services, for commands that need no web app (worker, sweeper, shops, renders)."""
     from . import services
 
     try:
-        return services.build(Config.load())
+        return services.build(Config.load(overrides))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -58,24 +58,58 @@ def demo(image: Path | None, out_dir: Path) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the web app under gunicorn."""
+    """Run the web app under gunicorn (an unset CATALOG_PUBLIC_URL follows --port)."""
     from gunicorn.app.base import BaseApplication
 
     from .app import freeze_for_workers
 
-    app = _app()
+    app = _app({"serve_port": port})
+    config: Config = app.config["CATALOG"]
     freeze_for_workers()
+    # gunicorn (25.1 and later) opens one control socket per user by default; two serves on one machine
+    # would take it from each other, so each gets its own under var/, named by its port.
+    control_socket = (Path(config.var_dir) / f"gunicorn-{port}.ctl").resolve()
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("timeout", 30)
+            if "control_socket" in self.cfg.settings:
+                control_socket.parent.mkdir(parents=True, exist_ok=True)
+                self.cfg.set("control_socket", str(control_socket))
 
         def load(self) -> Any:  # the Flask app; gunicorn's stubs want a WSGI callable Flask does not spell out
             return app
 
     _Gunicorn().run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def up(host: str, port: int) -> None:
+    """For a local trial: migrate the database, then run the web app, one worker and the sweeper together.
+
+    Ctrl-C (or SIGTERM) stops all three; so does any of them ending. In production, run `serve`, `worker`
+    and `sweeper` under a supervisor instead.
+    """
+    import os
+
+    from .local_trial import child_commands, run_together
+
+    svc = _services({"serve_port": port})
+    config = svc.config
+    try:
+        svc.db.upgrade()
+        click.echo(f"database at head: {svc.db.engine.url.render_as_string(hide_password=True)}")
+    finally:
+        svc.close()
+    # The worker writes links into what it pushes: it must use the same public URL as the web app.
+    env = {**os.environ, "CATALOG_PUBLIC_URL": config.public_url}
+    click.echo(f"web app on http://{host}:{port} (public URL {config.public_url}), one worker, the sweeper; "
+               "Ctrl-C stops all three")
+    sys.exit(run_together(child_commands(host, port), env, echo=click.echo))
 
 
 @main.command()
@@ -234,14 +268,22 @@ def shops() -> None:
 @click.option("--wp-app-password", default=None, help="that user's WordPress application password (stored encrypted)")
 @click.option("--register-webhooks", is_flag=True,
               help="woocommerce: create the product webhooks in the store, pointing at CATALOG_PUBLIC_URL")
-@click.option("--json", "as_json", is_flag=True, help='print {"id": ..., "api_key": ..., "webhook_secret": ...}')
+@click.option("--json", "as_json", is_flag=True,
+              help='print {"id": ..., "api_key": ..., "webhook_secret": ...} (no webhook_secret for Shopify)')
 def shops_add(platform: str, domain: str, name: str, access_token: str | None, webhook_secret: str | None,
               api_base_url: str | None, callback_url: str | None, consumer_key: str | None,
               consumer_secret: str | None, wp_user: str | None, wp_app_password: str | None,
               register_webhooks: bool, as_json: bool) -> None:
-    """Add a shop; prints its API key (stored hashed) and webhook secret once."""
+    """Add a shop; prints its API key (stored hashed) and webhook secret (but Shopify's: see below) once.
+
+    Shopify signs its webhooks with the app's secret (CATALOG_SHOPIFY_API_SECRET), never a shop's own.
+    """
     from .shops import ShopExists, create_shop
 
+    shopify = platform == "shopify"
+    if shopify and webhook_secret is not None:
+        raise click.BadParameter("Shopify signs webhooks with the app's secret (CATALOG_SHOPIFY_API_SECRET), "
+                                 "not a shop's own", param_hint="--webhook-secret")
     svc = _services()
     try:
         with svc.db.transaction() as session:
@@ -258,8 +300,12 @@ def shops_add(platform: str, domain: str, name: str, access_token: str | None, w
     if register_webhooks:
         webhook_ids = _register_woocommerce_webhooks(svc, shop.id, secret)
     if as_json:
-        click.echo(json.dumps({"id": shop.id, "api_key": api_key, "webhook_secret": secret,
+        click.echo(json.dumps({"id": shop.id, "api_key": api_key, **({} if shopify else {"webhook_secret": secret}),
                                **({"webhook_ids": webhook_ids} if register_webhooks else {})}))
+    elif shopify:
+        app_secret = "is set" if svc.config.shopify_api_secret else "is NOT set: set it, or its webhooks are refused"
+        click.echo(f"shop {shop.id} ({platform} {domain})\napi key: {api_key}\nkeep it: it is not shown again\n"
+                   f"webhooks: Shopify signs them with the app's secret; CATALOG_SHOPIFY_API_SECRET {app_secret}")
     else:
         click.echo(f"shop {shop.id} ({platform} {domain})\napi key: {api_key}\nwebhook secret: {secret}\n"
                    "keep both: they are not shown again")

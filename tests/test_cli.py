@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.server
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 from PIL import Image
 
@@ -138,3 +149,157 @@ def test_shops_add_woocommerce_registers_the_product_webhooks(env) -> None:
         assert sorted(h["topic"] for h in hooks) == ["product.created", "product.deleted", "product.updated"]
         assert {h["delivery_url"] for h in hooks} == {f"http://localhost:8000/webhooks/woocommerce/{created['id']}"}
         assert {h["secret"] for h in hooks} == {created["webhook_secret"]}
+
+
+def test_shops_add_shopify_prints_no_webhook_secret(env) -> None:
+    """Shopify signs webhooks with the app's secret: `shops add` shows none of its own, and says which one counts."""
+    assert run("db", "upgrade").exit_code == 0
+    text = run("shops", "add", "--platform", "shopify", "--domain", "mine.myshopify.com")
+    assert text.exit_code == 0, text.output
+    assert "webhook secret" not in text.output and "api key: cs_" in text.output
+    assert "CATALOG_SHOPIFY_API_SECRET" in text.output
+    created = json.loads(run("shops", "add", "--platform", "shopify", "--domain", "other.myshopify.com",
+                             "--json").output)
+    assert "webhook_secret" not in created and created["api_key"].startswith("cs_")
+    given = CliRunner().invoke(main, ["shops", "add", "--platform", "shopify", "--domain", "third.myshopify.com",
+                                      "--webhook-secret", "s3cret"])
+    assert given.exit_code == 2 and "--webhook-secret" in given.output
+
+
+def test_demo_queues_into_a_redis_database_of_its_own_and_says_which(env, redis, redis_url, model_session) -> None:
+    """`demo` uses database 15 of CATALOG_REDIS_URL's server (CATALOG_DEMO_REDIS_DB), never the service's 0."""
+    from redis import Redis
+
+    service = Redis.from_url(redis_url)
+    service.rpush("rq:queue:renders", "another program's job")  # what the demo must never touch
+    result = run("demo", "--out", str(env / "demo-out"))
+    assert result.exit_code == 0, result.output
+    assert "Redis database 15 (CATALOG_DEMO_REDIS_DB)" in result.output and "/15" in result.output
+    assert service.lrange("rq:queue:renders", 0, -1) == [b"another program's job"]
+    assert not any(key.startswith(b"rq:job:render-") for key in service.keys())
+    assert any(key.startswith(b"rq:") for key in Redis.from_url(redis_url.rsplit("/", 1)[0] + "/15").keys())
+
+
+def test_demo_refuses_the_services_own_redis_database(env, monkeypatch) -> None:
+    """CATALOG_DEMO_REDIS_DB equal to CATALOG_REDIS_URL's database: the demo refuses and says why."""
+    monkeypatch.setenv("CATALOG_DEMO_REDIS_DB", "0")
+    result = run("demo", "--out", str(env / "demo-out"))
+    assert result.exit_code == 2 and "CATALOG_DEMO_REDIS_DB=0" in result.output
+
+
+def _trial_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    """A process environment as a newcomer's shell has it: nothing of ours but the var dir, Redis and the model."""
+    environ = {key: value for key, value in os.environ.items()
+               if not key.startswith("CATALOG_") and key not in ("OPENAI_API_KEY", "XDG_RUNTIME_DIR")}
+    environ.update(CATALOG_VAR_DIR=str(tmp_path / "var"), CATALOG_MODEL_DIR=str(MODEL_DIR),
+                   CATALOG_REDIS_URL=redis_url, CATALOG_ALLOW_PRIVATE_URLS="true", CATALOG_LOG_LEVEL="WARNING",
+                   HOME=str(tmp_path / "home"))
+    return environ
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the command ended with {process.returncode}"
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "catalog_service.cli", *args]
+
+
+@pytest.mark.slow
+def test_up_runs_web_worker_and_sweeper_until_sigterm_stops_all_three(
+        tmp_path, redis, redis_url, image_server, model_session) -> None:
+    """`up --port P`: a webhook becomes a render pushed with links on port P; SIGTERM ends every child."""
+    from support import free_port
+
+    port, environ = free_port(), _trial_env(tmp_path, redis_url)
+    messages: list[dict] = []
+
+    class Callback(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    callback = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Callback)
+    threading.Thread(target=callback.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(_cli("up", "--port", str(port)), env=environ, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", up)
+        added = subprocess.run(_cli("shops", "add", "--platform", "generic", "--domain", "trial.example.com",
+                                    "--callback-url", f"http://127.0.0.1:{callback.server_address[1]}/hook",
+                                    "--json"), env=environ, capture_output=True, check=True, timeout=60)
+        shop = json.loads(added.stdout)
+        assert shop["id"] == 1  # what the README tells a newcomer they will get
+        body = json.dumps({"event": "product.created", "product": {"id": 42, "title": "Cup", "images": [
+            {"id": 1, "src": image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())}]}}).encode()
+        signature = "sha256=" + hmac.new(shop["webhook_secret"].encode(), body, hashlib.sha256).hexdigest()
+        answer = requests.post(f"http://127.0.0.1:{port}/webhooks/generic/1", data=body, timeout=10, headers={
+            "Content-Type": "application/json", "X-Catalog-Signature": signature, "X-Catalog-Delivery-Id": "d1"})
+        render_id = answer.json()["render_id"]
+        deadline = time.monotonic() + 120
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status = requests.get(f"http://127.0.0.1:{port}/api/v1/renders/{render_id}", timeout=10,
+                              headers={"Authorization": f"Bearer {shop['api_key']}"}).json()
+        assert status["status"] == "succeeded" and status["push"]["status"] == "pushed"
+        (message,) = messages
+        # The worker's links follow --port as the web app's do, CATALOG_PUBLIC_URL being unset.
+        assert all(asset["url"].startswith(f"http://localhost:{port}/") for asset in message["assets"])
+        assert (tmp_path / "var" / f"gunicorn-{port}.ctl").is_socket()
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+        callback.shutdown()
+        callback.server_close()
+        log.close()
+    output = (tmp_path / "up.log").read_text()
+    pids = [int(pid) for pid in re.findall(r"started \w+ \(pid (\d+)\)", output)]
+    assert len(pids) == 3 and "stopped web, worker, sweeper" in output
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_two_serves_on_one_machine_have_a_control_socket_each(tmp_path, redis_url) -> None:
+    """Each `serve` keeps gunicorn's control socket under var/, named by its port; stopping one leaves the other's."""
+    environ = _trial_env(tmp_path, redis_url)
+    subprocess.run(_cli("db", "upgrade"), env=environ, capture_output=True, check=True, timeout=60)
+    from support import free_port
+
+    ports = [free_port(), free_port()]
+    serves = [subprocess.Popen(_cli("serve", "--port", str(port), "--workers", "1"), env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
+    try:
+        for port, serve in zip(ports, serves, strict=True):
+            _wait_for(f"http://127.0.0.1:{port}/healthz", serve)
+        sockets = [tmp_path / "var" / f"gunicorn-{port}.ctl" for port in ports]
+        deadline = time.monotonic() + 10
+        while not all(path.is_socket() for path in sockets) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(path.is_socket() for path in sockets)
+        assert not (tmp_path / "home" / ".gunicorn" / "gunicorn.ctl").exists()
+        serves[0].terminate()
+        serves[0].wait(timeout=30)
+        assert not sockets[0].exists() and sockets[1].is_socket()
+    finally:
+        for serve in serves:
+            if serve.poll() is None:
+                serve.terminate()
+                serve.wait(timeout=30)
