@@ -77,7 +77,6 @@ REDIS_DOWN_S = (1.0, 4.0)
 PRESETS = ["studio", "marble-counter", "wooden-table", "brand-gradient"]
 WEIGHTS = {"create": 45, "new_photo": 15, "edit": 15, "resend": 15, "regenerate": 10}
 KEY8 = re.compile(r"-cs([0-9a-f]{8})(?![0-9a-f])")
-ALT_TAG = re.compile(r"\[cs:([A-Za-z0-9._/-]{1,100})\]$")
 
 
 def log(started: float, message: str) -> None:
@@ -492,7 +491,7 @@ class Load:
             # Shopify's product payload lists every image, ours included (with the CDN address of our file).
             ours = [{"id": int(m.id.rsplit("/", 1)[-1]), "src": m.cdn_url, "alt": m.alt or ""}
                     for m in self.shopify.product_media(product.number)
-                    if ALT_TAG.search(m.alt or "") and m.current_status == "READY"]
+                    if KEY8.search(m.filename) and m.current_status == "READY"]
             body = json.dumps({"id": product.number, "title": product.title, "images": merchant + ours,
                                "updated_at": product.updated.isoformat()}).encode()
             digest = hmac.new(SHOPIFY_SECRET.encode(), body, hashlib.sha256).digest()
@@ -743,7 +742,7 @@ def shop_holdings(shopify: FakeShopify, woo: FakeWooCommerce, folder: Path,
         products = dict(shopify.products)
     for gid, record in products.items():
         for media in record.media_list:
-            match = ALT_TAG.search(media.alt or "")
+            match = KEY8.search(media.filename)
             if match:
                 held[("shopify", gid.rsplit("/", 1)[-1])][match[1]] += 1
                 # The fake moves a media to READY only when someone reads its status; PROCESSING is a push
@@ -817,7 +816,7 @@ def check(state: State, load: Load, held: dict[tuple[str, str], collections.Coun
     for _asset_id, render_id, key, status, _error in state.assets:
         if status == "pushed":
             platform, external_id = state.products[state.renders[render_id][0]]
-            wanted[(platform, external_id)].add(key[:8] if platform == "woocommerce" else key)
+            wanted[(platform, external_id)].add(key[:8] if platform in ("woocommerce", "shopify") else key)
     duplicates = [f"{p}/{prod}: {k} x{n}" for (p, prod), keys in held.items() for k, n in keys.items() if n > 1]
     absent = [f"{p}/{prod}: {k}" for (p, prod), keys in wanted.items() for k in keys if not held[(p, prod)][k]]
     extra = [f"{p}/{prod}: {k}" for (p, prod), keys in held.items() for k in keys if k not in wanted[(p, prod)]]

@@ -34,7 +34,7 @@ from .models import (
 )
 from .schemas import ProductEvent, setting
 from .storage import AssetStorage
-from .stores.base import is_our_filename
+from .stores.base import is_our_filename, key_from_old_alt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,11 +213,15 @@ def redact_shop(session: Session, storage: AssetStorage, shop: Shop) -> int:
     """Delete everything we hold for a shop, rows and stored files. Returns how many files were removed."""
     keys = set(session.scalars(select(Asset.storage_key).where(Asset.shop_id == shop.id)))
     keys |= set(session.scalars(select(ReferenceImage.storage_key).where(ReferenceImage.shop_id == shop.id)))
+    # The small copies of the photos renders were made from.
+    keys |= {key for key in session.scalars(select(Render.source_thumb_key).where(Render.shop_id == shop.id)) if key}
     # Content-addressed files may be shared with another shop that stored the same bytes: keep those.
     shared = set(session.scalars(
         select(Asset.storage_key).where(Asset.shop_id != shop.id, Asset.storage_key.in_(keys))))
     shared |= set(session.scalars(select(ReferenceImage.storage_key).where(
         ReferenceImage.shop_id != shop.id, ReferenceImage.storage_key.in_(keys))))
+    shared |= {key for key in session.scalars(select(Render.source_thumb_key).where(
+        Render.shop_id != shop.id, Render.source_thumb_key.in_(keys))) if key}
     for model in (UsageRecord, Delivery, Asset, Render, ReferenceImage, SourceImage, Product):
         session.execute(delete(model).where(model.shop_id == shop.id))
     session.delete(shop)
@@ -268,9 +272,11 @@ def our_media_ids(session: Session, product_id: int) -> set[str]:
 
 
 def without_our_images(event: ProductEvent, ours: set[str] | frozenset[str] = frozenset()) -> ProductEvent:
-    """The event minus the images we pushed ourselves (by id or file name), so our push never triggers a render."""
+    """The event minus the images we pushed ourselves (by id or file name, or the alt-text tag earlier versions
+    wrote), so our push never triggers a render."""
     theirs = tuple(image for image in event.images
-                   if image.external_id not in ours and not is_our_filename(image.src))
+                   if image.external_id not in ours and not is_our_filename(image.src)
+                   and key_from_old_alt(image.alt) is None)
     return event if len(theirs) == len(event.images) else dataclasses.replace(event, images=theirs)
 
 

@@ -165,6 +165,10 @@ class Render(TimestampMixin, Base):
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # stage -> milliseconds
+    # The photo this render was made from, kept when the product's photo later changes: its address, and a
+    # small copy in the asset storage (the shop may delete the file). None on renders made before these existed.
+    source_url: Mapped[str | None] = mapped_column(Text)
+    source_thumb_key: Mapped[str | None] = mapped_column(String(255))
 
     product: Mapped[Product] = relationship()
     assets: Mapped[list[Asset]] = relationship(back_populates="render", order_by="Asset.id")

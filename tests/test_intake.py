@@ -67,3 +67,17 @@ def test_an_unknown_shop_raises_and_writes_nothing(db: Database, shop) -> None:
     with pytest.raises(UnknownShop):
         accept_delivery(db, ShopRef(id=shop[0] + 1000), EVENT, delivery_key="generic:d-3", topic="product.created")
     assert counts(db.url) == {"Delivery": 0, "Product": 0, "SourceImage": 0, "Render": 0}
+
+
+def test_an_image_pushed_with_the_old_alt_marker_is_not_taken_for_the_merchants(db: Database, shop) -> None:
+    """Our images pushed before the alt text lost its ` [cs:<key>]` tag are still ours: an update listing one
+    (under a file name without our marker) records only the merchant's photo and renders nothing new."""
+    first = accept_delivery(db, ShopRef(id=shop[0]), EVENT, delivery_key="generic:d-4", topic="product.created")
+    assert first.outcome == "render"
+    legacy = ImageRef(external_id="99", src="https://cdn.example.com/files/scene_1a2b.jpg",
+                      alt="Linen shirt (scene) [cs:0f1e2d3c4b5a69788796a5b4c3d2e1f0]")
+    update = ProductEvent(action="update", product_id="501", title="Linen shirt", tags=("linen",),
+                          images=(*EVENT.images, legacy))
+    again = accept_delivery(db, ShopRef(id=shop[0]), update, delivery_key="generic:d-5", topic="product.updated")
+    assert again.outcome == "ignored"
+    assert db.session().scalars(select(SourceImage.src)).all() == ["https://cdn.example.com/shirt.jpg"]

@@ -152,3 +152,15 @@ def is_our_filename(url_or_name: str) -> bool:
     """Whether an image URL or file name is one we pushed (the platform may add suffixes like -1 or _abc)."""
     path = url_or_name.split("?", 1)[0].split("#", 1)[0]
     return bool(_OUR_MARKER.search(path.rsplit("/", 1)[-1]))
+
+
+# Earlier versions ended the alt text of every Shopify media they made with ` [cs:<asset key>]`. Alt text is
+# for people (screen readers, search engines), so nothing is added to it now; images pushed back then are
+# still recognised by the tag they carry.
+_OLD_ALT_TAG = re.compile(r" ?\[cs:([A-Za-z0-9._/-]{1,100})\]$")
+
+
+def key_from_old_alt(alt: str | None) -> str | None:
+    """The asset key in an alt text an earlier version tagged; None when the alt text carries no tag."""
+    match = _OLD_ALT_TAG.search(alt or "")
+    return match.group(1) if match else None

@@ -4,13 +4,13 @@ One push is: look for our earlier upload of this asset on the product; if absent
 `stagedUploadsCreate` (POST form) -> upload the bytes to the target -> `productUpdate(media: ...)`
 -> follow the new media until READY or FAILED (bounded).
 
-Idempotency marker: every media we create carries ` [cs:<asset key>]` at the end of its alt
-text. It is written in the same `productUpdate` call that creates the media, so no media of ours
-ever exists without it (a crash after that call leaves a media the next push finds), it is
-readable while the media is still PROCESSING (when `image` is still null), and it holds the whole
-asset key, which `existing_assets` must return. The file name's `-cs<8 hex>` marker (base.py)
-remains the second signal: it tells intake our images from the merchant's, and here it lets a
-push recognise its media even when the merchant has edited the alt text and lost our tag.
+Idempotency marker: the file name. Every media we create is uploaded under `base.asset_filename`,
+whose `-cs<8 hex>` marker ends the stem; Shopify keeps it in the media's `originalSource` URL (readable
+while the media is still PROCESSING, when `image` is still null) and in its CDN URL (it may add `_<hex>`
+or `-1`; the marker is searched for). A crash after `productUpdate` leaves a media the next push finds
+by that name. The alt text is the merchant's words only: it is what screen readers read and search
+engines index, so no machine tag goes into it. Media an earlier version made carries ` [cs:<asset key>]`
+at the end of its alt text; that tag is still read (`base.key_from_old_alt`), so those images stay ours.
 
 Never logged or put in a message: the access token. It is sent only to the shop's GraphQL
 endpoint (redirects are not followed, so it cannot travel on to another host), never to the
@@ -37,6 +37,7 @@ from catalog_service.stores.base import (
     StoreError,
     UpstreamError,
     is_our_filename,
+    key_from_old_alt,
 )
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,6 @@ ALT_MAX_CHARS = 512
 """Shopify's limit on a media's alt text."""
 
 _SHOP_DOMAIN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]*\.myshopify\.com$")
-_TAG = re.compile(r" ?\[cs:([A-Za-z0-9._/-]{1,100})\]$")
-_SAFE_KEY = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 _NOT_FOUND_WORDS = re.compile(r"does not exist|doesn't exist|not found|could not be found|couldn't be found", re.I)
 _PRODUCT_GID = "gid://shopify/Product/"
 
@@ -133,27 +132,23 @@ class MediaFailed(UpstreamError):
     """Shopify accepted the upload but could not process the image (media status FAILED).
 
     Permanent: the same bytes fail the same way, and the failed media stays on the product
-    carrying our tag, so a retry would only find it again. A regenerate makes new bytes.
+    under our marked file name, so a retry would only find it again. A regenerate makes new bytes.
     """
 
     retryable = False
 
 
-def alt_tag(key: str) -> str:
-    """The marker appended to the alt text of every media we create."""
-    return f" [cs:{key}]"
+_MARKER = re.compile(r"-cs([0-9a-f]{8})(?![0-9a-f])")
+"""base._OUR_MARKER with its 8 hex digits captured."""
 
 
-def tagged_alt(alt: str, key: str) -> str:
-    """The merchant-facing alt text, cut to fit, with our tag at the end."""
-    tag = alt_tag(key)
-    return alt[: ALT_MAX_CHARS - len(tag)].rstrip() + tag
-
-
-def key_from_alt(alt: str | None) -> str | None:
-    """Our asset key from a media's alt text, None when the media does not carry our tag."""
-    match = _TAG.search(alt or "")
-    return match.group(1) if match else None
+def _marker(media: dict[str, Any]) -> str | None:
+    """The 8 hex digits that mark a media as ours: from its file name, else from an earlier version's alt tag."""
+    found = _MARKER.findall(_media_filename(media))
+    if found:
+        return str(found[-1])  # the last wins: ours ends the stem, a product id in front could look like one
+    old_key = key_from_old_alt(media.get("alt"))
+    return old_key[:8] if old_key else None
 
 
 def product_gid(product_id: str) -> str:
@@ -232,8 +227,9 @@ class ShopifyStore(OwnsSession):
 
     def push_asset(self, product_id: str, asset: PushAsset) -> PushResult:
         """Put the asset on the product once; a second call with the same key creates nothing."""
-        if not _SAFE_KEY.fullmatch(asset.key):
-            raise StoreError(f"asset key {asset.key!r} cannot be tagged: use letters, digits, '.', '_', '/' or '-'")
+        if not is_our_filename(asset.filename):
+            # Without the marker a retry could not find this media, and would add it a second time.
+            raise StoreError(f"filename {asset.filename!r} lacks our -cs<8 hex> marker; use asset_filename()")
         gid = product_gid(product_id)
         earlier = self._find_ours(gid, asset)
         if earlier is not None:
@@ -247,7 +243,7 @@ class ShopifyStore(OwnsSession):
             "product": {"id": gid},
             "media": [{
                 "originalSource": target["resourceUrl"],
-                "alt": tagged_alt(asset.alt, asset.key),
+                "alt": asset.alt[:ALT_MAX_CHARS].rstrip(),
                 "mediaContentType": "IMAGE",
             }],
         })
@@ -263,12 +259,15 @@ class ShopifyStore(OwnsSession):
         return PushResult(external_id=media["id"], url=self._media_url(media), created=True)
 
     def existing_assets(self, product_id: str) -> dict[str, str]:
-        """Our keys already on the product -> their media gids (media carrying our alt tag)."""
+        """Our media on the product: marker (the key's first 8 hex digits) -> media gid, never the merchant's.
+
+        The shop keeps only what the file name carries, so, as with WooCommerce, that is what comes back.
+        """
         found: dict[str, str] = {}
         for media in self._product_media(product_gid(product_id)):
-            key = key_from_alt(media.get("alt"))
-            if key is not None:
-                found.setdefault(key, media["id"])
+            token = _marker(media)
+            if token is not None:
+                found.setdefault(token, media["id"])
         return found
 
     def delete_asset(self, product_id: str, external_id: str) -> bool:
@@ -281,7 +280,7 @@ class ShopifyStore(OwnsSession):
         if media is None:
             log.info("shop=%s product=%s media=%s already gone", self.shop_domain, gid, external_id)
             return False
-        if key_from_alt(media.get("alt")) is None and not is_our_filename(_media_filename(media)):
+        if _marker(media) is None:
             raise StoreError(f"media {external_id} on {gid} is not one of ours; not removing it")
         status = media.get("status")
         if status == "FAILED":
@@ -316,18 +315,17 @@ class ShopifyStore(OwnsSession):
         return media
 
     def _find_ours(self, gid: str, asset: PushAsset) -> dict[str, Any] | None:
-        """Our earlier media of this asset: by alt tag, else by our marked file name."""
+        """Our earlier media of this asset: by our marked file name, else by an earlier version's alt tag."""
         media = self._product_media(gid)
-        for item in media:
-            if key_from_alt(item.get("alt")) == asset.key:
-                return item
         stem = _stem(asset.filename)
-        if is_our_filename(asset.filename):
-            for item in media:
-                name = _media_filename(item)
-                # Shopify may add `_<hex>` or `-1` to a name it has seen before.
-                if name and key_from_alt(item.get("alt")) is None and _stem(name).startswith(stem):
-                    return item
+        for item in media:
+            name = _media_filename(item)
+            # Shopify may add `_<hex>` or `-1` to a name it has seen before.
+            if name and key_from_old_alt(item.get("alt")) in (None, asset.key) and _stem(name).startswith(stem):
+                return item
+        for item in media:
+            if key_from_old_alt(item.get("alt")) == asset.key:
+                return item
         return None
 
     def _staged_target(self, asset: PushAsset) -> dict[str, Any]:
@@ -384,7 +382,7 @@ class ShopifyStore(OwnsSession):
             if node is None:
                 raise UpstreamError(f"media {media['id']} on {gid} disappeared while processing")
             media = node
-        # The media is on the product with our tag: a retry finds it and waits again.
+        # The media is on the product under our marked file name: a retry finds it and waits again.
         raise UpstreamError(f"media {media['id']} on {gid} is still {media.get('status')}")
 
     @staticmethod

@@ -20,8 +20,6 @@ from catalog_service.stores.shopify import (
     PRODUCT_UPDATE_MEDIA,
     STAGED_UPLOADS_CREATE,
     ShopifyStore,
-    key_from_alt,
-    tagged_alt,
 )
 from fakes.shopify_server import FakeShopify
 
@@ -78,15 +76,15 @@ def make_asset(n=0, *, data=None):
     )
 
 
-def test_push_uploads_once_and_tags_the_media(shop, store):
-    """A first push uploads the bytes and leaves exactly one new media, tagged with our key."""
+def test_push_uploads_once_with_the_merchants_alt_text_only(shop, store):
+    """A first push uploads the bytes and leaves exactly one new media, its alt text the words for people only."""
     asset = make_asset()
     result = store.push_asset(str(PRODUCT), asset)
 
     media = shop.product_media(PRODUCT)
     assert result.created is True
     assert [m.id for m in media] == [result.external_id]
-    assert media[0].alt == "Ceramic mug, cutout [cs:" + asset.key + "]"
+    assert media[0].alt == "Ceramic mug, cutout"
     assert media[0].current_status == "READY"
     assert [u.data for u in shop.uploads] == [asset.data]
     assert shop.uploads[0].field_order[-1] == "file"
@@ -300,13 +298,46 @@ def test_slow_processing_gives_retryable_error_then_idempotent_success(sleeps):
 
 
 def test_existing_assets_lists_ours_only(shop, store):
-    """existing_assets maps our keys to media gids and leaves the merchant's media out."""
+    """existing_assets maps our file-name markers (the key's first 8 hex digits) to media gids, never the
+    merchant's media."""
     shop.add_merchant_media(PRODUCT, alt="Front view", filename="mug-front.jpg")
     one, two = make_asset(1), make_asset(2)
     first = store.push_asset(str(PRODUCT), one)
     second = store.push_asset(str(PRODUCT), two)
 
-    assert store.existing_assets(str(PRODUCT)) == {one.key: first.external_id, two.key: second.external_id}
+    assert store.existing_assets(str(PRODUCT)) == {one.key[:8]: first.external_id, two.key[:8]: second.external_id}
+
+
+def legacy_alt(alt, key):
+    """The alt text of a media we pushed before the machine tag was dropped: the words, then ` [cs:<key>]`."""
+    return f"{alt} [cs:{key}]"
+
+
+def test_media_pushed_with_the_old_alt_tag_is_still_ours(shop, store):
+    """Media an earlier version tagged in its alt text (under a file name Shopify renamed) is found by a push
+    (nothing uploaded again), listed by existing_assets and may be taken off."""
+    asset = make_asset()
+    merchant = shop.add_merchant_media(PRODUCT, alt="Front view", filename="mug-front.jpg")
+    old = shop.add_merchant_media(PRODUCT, alt=legacy_alt("Ceramic mug, cutout", asset.key), filename="IMG_7731.png")
+
+    again = store.push_asset(str(PRODUCT), asset)
+
+    assert again.created is False and again.external_id == old
+    assert shop.uploads == []
+    assert store.existing_assets(str(PRODUCT)) == {asset.key[:8]: old}
+    assert store.delete_asset(str(PRODUCT), old) is True
+    assert [m.id for m in shop.product_media(PRODUCT)] == [merchant]
+
+
+def test_an_old_tag_naming_another_asset_is_not_this_one(shop, store):
+    """A media whose old alt tag names another key is not taken for this asset, even with a similar file name."""
+    other, asset = make_asset(1), make_asset(2)
+    shop.add_merchant_media(PRODUCT, alt=legacy_alt("mug", other.key), filename=asset.filename)
+
+    result = store.push_asset(str(PRODUCT), asset)
+
+    assert result.created is True
+    assert len(shop.product_media(PRODUCT)) == 2
 
 
 def test_delete_asset_detaches_ours_only(shop, store):
@@ -344,12 +375,12 @@ def test_unreachable_shop_is_a_retryable_error(sleeps):
         store.existing_assets("1")
 
 
-def test_alt_tag_round_trip_and_length():
-    """The alt tag survives a long merchant alt text and reads back as the key."""
-    alt = tagged_alt("x" * 600, "abc/def-1")
-    assert len(alt) == 512
-    assert key_from_alt(alt) == "abc/def-1"
-    assert key_from_alt("a mug [cs:nope") is None
+def test_a_long_alt_text_is_cut_to_shopifys_limit_with_nothing_added(shop, store):
+    """An alt text past Shopify's 512 characters is cut to fit, and nothing of ours is appended."""
+    asset = make_asset()
+    store.push_asset(str(PRODUCT), PushAsset(**{**asset.__dict__, "alt": "x" * 600}))
+
+    assert shop.product_media(PRODUCT)[0].alt == "x" * 512
 
 
 @pytest.mark.parametrize("document", [PRODUCT_MEDIA_QUERY, MEDIA_NODE_QUERY, STAGED_UPLOADS_CREATE,
@@ -384,3 +415,13 @@ def test_fake_upload_target_wants_the_file_last(shop, store):
     assert response.status_code == 400
     assert shop.uploads == []
     shop.errors.clear()
+
+
+def test_a_file_name_without_our_marker_is_refused_before_any_upload(shop, store):
+    """The file-name marker is how a retry finds the media: an asset named without it is refused, nothing sent."""
+    asset = make_asset()
+    with pytest.raises(StoreError) as caught:
+        store.push_asset(str(PRODUCT), PushAsset(**{**asset.__dict__, "filename": "mug-cutout.png"}))
+
+    assert caught.value.retryable is False
+    assert shop.uploads == [] and shop.product_media(PRODUCT) == []
