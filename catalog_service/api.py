@@ -13,7 +13,7 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask import session as web_session
 from flask.typing import ResponseReturnValue
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from . import manual, ratelimit
@@ -35,15 +35,19 @@ from .models import (
 )
 from .presenters import render_json
 from .references import MAX_REFERENCE_IMAGES, add_reference_image
+from .scenes.base import ProviderError
 from .schemas import SETTINGS_INPUT, StorableSchema, settings_with_defaults, text_problem, unstorable_text
 from .security import hash_api_key
-from .shop_settings import check_for_shop
+from .shop_settings import REFINING_PROVIDERS, check_for_shop, merge_patch
 from .web.common import check_csrf, signed_in_shop
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_MASK_BYTES = 4 * 1024 * 1024
 """OpenAI's limit for an edit mask."""
+
+MAX_PRODUCT_RESULTS = 50
+"""Most products one search answers with: a picker shows a page, never the whole catalog."""
 
 
 def require_api_key(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
@@ -114,20 +118,37 @@ def get_render(render_id: int) -> ResponseReturnValue:
 @bp.post("/renders/<int:render_id>/push")
 @require_api_key
 def push_again(render_id: int) -> ResponseReturnValue:
-    """Push a render's failed or held assets (again, or for the first time in review mode)."""
+    """Push a render's failed assets again; held ones too, except in review mode unless `approve_held` says so."""
     from jobs.queues import enqueue_push
 
     svc = services()
+    try:
+        body = PUSH_BODY.load((request.get_json(silent=True, force=True) or {}) if request.get_data().strip() else {})
+    except ValidationError as exc:
+        return body_errors(exc)
+    review = settings_with_defaults(g.shop.settings)["publish_mode"] == "review"
     with svc.db.transaction():  # owned() reads through this same (thread's) session
         render = owned(Render, render_id)
-        if not render.status.is_finished:
-            abort(409, "The render is still running; its assets are pushed when it finishes.")
-        waiting = [a for a in render.assets if a.push_status in (PushStatus.FAILED, PushStatus.HELD)]
-        for asset in waiting:
-            asset.push_status, asset.push_error = PushStatus.PENDING, None
+        try:
+            waiting, held = manual.push_now(render, review=review, approve_held=body["approve_held"])
+        except manual.ReviewConflict as exc:
+            abort(409, str(exc))
     queued = enqueue_push(svc.redis, render_id, timeout_s=svc.config.push_timeout_s) if waiting else False
-    return {"render_id": render_id, "assets": len(waiting), "queued": queued,
+    return {"render_id": render_id, "assets": len(waiting), "held": held, "queued": queued,
             "status_url": url_for("api.get_render", render_id=render_id, _external=True)}, 202
+
+
+class PushSchema(StorableSchema):
+    """The optional body of POST /renders/<id>/push."""
+
+    class Meta:
+        unknown = RAISE
+
+    approve_held = fields.Boolean(load_default=False, metadata={
+        "description": "review mode: approve the render's held images and push them too (otherwise they wait)"})
+
+
+PUSH_BODY = PushSchema()
 
 
 # --- reference images -------------------------------------------------------------------------------------
@@ -282,6 +303,8 @@ def refine(asset_id: int) -> ResponseReturnValue:
     except ValidationError as exc:
         return body_errors(exc)
     svc = services()
+    if refused := _cannot_refine(settings_with_defaults(g.shop.settings)["provider"]):
+        return refused
     mask_key = None
     if body["mask"]:
         try:
@@ -304,6 +327,23 @@ def refine(asset_id: int) -> ResponseReturnValue:
             "queued": queued}, 202
 
 
+def _cannot_refine(provider: str) -> ResponseReturnValue | None:
+    """409 with the reason when the shop's scene maker cannot refine, so nothing is queued only to fail."""
+    try:
+        name = services().provider(provider).name
+    except ProviderError:
+        message, reason = ("Refining a scene needs OpenAI, which this service has no API key for: ask the "
+                           "service's operator to set OPENAI_API_KEY."), "not_configured"
+    else:
+        if name in REFINING_PROVIDERS:
+            return None
+        message, reason = ("Refining a scene needs the OpenAI provider: the built-in compositor cannot follow an "
+                           "instruction. Choose OpenAI GPT Image as the scene maker in the settings."), "not_supported"
+    response = jsonify(error={"code": 409, "message": message, "reason": reason})
+    response.status_code = 409
+    return response
+
+
 # --- settings ---------------------------------------------------------------------------------------------
 
 
@@ -317,24 +357,38 @@ def get_settings(shop_id: int) -> ResponseReturnValue:
 @bp.put("/shops/<int:shop_id>/settings")
 @require_api_key
 def put_settings(shop_id: int) -> ResponseReturnValue:
-    """Replace the settings; keys left out take their defaults. Nothing is saved when any field is invalid."""
-    shop = own_shop(shop_id)
+    """Replace the settings: keys left out take their defaults (PATCH changes only the keys it names).
+    Nothing is saved when any field is invalid."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, "Send the settings as a JSON object.")
-    try:
-        settings = SETTINGS_INPUT.load(body)
-    except ValidationError as exc:
-        return body_errors(exc)
+    return _save_settings(own_shop(shop_id), lambda _current: body)
+
+
+@bp.patch("/shops/<int:shop_id>/settings")
+@require_api_key
+def patch_settings(shop_id: int) -> ResponseReturnValue:
+    """Change the keys the body names (a JSON merge patch, RFC 7396: null resets a key to its default) and keep
+    every other. Nothing is saved when any field of the result is invalid."""
+    patch = request.get_json(silent=True)
+    if not isinstance(patch, dict):
+        abort(400, "Send a JSON object naming the settings to change (a JSON merge patch, RFC 7396).")
+    return _save_settings(own_shop(shop_id), lambda current: merge_patch(current, patch))
+
+
+def _save_settings(shop: Shop, new: Callable[[dict[str, Any]], Any]) -> ResponseReturnValue:
+    """Validate and store `new(current settings)`, reading and writing the row under one lock so that two
+    patches of different keys both stick."""
     svc = services()
     with svc.db.transaction() as session:
-        try:
-            check_for_shop(session, shop.id, settings)
-        except ValidationError as exc:
-            return body_errors(exc)
-        row = session.get(Shop, shop.id)
+        row = session.get(Shop, shop.id, with_for_update=True)
         if row is None:
             abort(404, "This shop no longer exists.")
+        try:
+            settings = SETTINGS_INPUT.load(new(settings_with_defaults(row.settings)))
+            check_for_shop(session, shop.id, settings, provider=svc.provider)
+        except ValidationError as exc:
+            return body_errors(exc)
         row.settings = settings
     return settings
 
@@ -386,6 +440,8 @@ class RenderListQuery(Schema):
     product_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64),
                                metadata={"description": "the shop's product id"})
     status = fields.String(load_default=None, validate=validate.OneOf([status.value for status in RenderStatus]))
+    push_status = fields.String(load_default=None, validate=validate.OneOf([status.value for status in PushStatus]),
+                                metadata={"description": "only renders with an asset in this state (held: to review)"})
     cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page"})
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
@@ -430,6 +486,8 @@ def list_renders(shop_id: int) -> ResponseReturnValue:
             Product.external_id == query["product_id"])
     if query["status"]:
         statement = statement.where(Render.status == RenderStatus(query["status"]))
+    if query["push_status"]:
+        statement = statement.where(Render.assets.any(Asset.push_status == PushStatus(query["push_status"])))
     if before is not None:
         statement = statement.where(Render.id < before)
     rows = services().db.session().scalars(statement).all()
@@ -472,6 +530,88 @@ def reject_asset(asset_id: int) -> ResponseReturnValue:
     queued = enqueue_takedown(svc.redis, asset_id, timeout_s=svc.config.push_timeout_s) if take_down else False
     return {"asset_id": asset_id, "push_status": status, "queued": queued,
             "status_url": url_for("api.get_render", render_id=render_id, _external=True)}, 202 if take_down else 200
+
+
+class BulkReviewSchema(StorableSchema):
+    """The body of a bulk approve or reject: the shop's asset ids."""
+
+    class Meta:
+        unknown = RAISE
+
+    asset_ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)), required=True,
+                            validate=validate.Length(min=1, max=manual.MAX_BULK_ASSETS))
+
+
+BULK_REVIEW_BODY = BulkReviewSchema()
+
+
+def _bulk_review(shop_id: int, action: Callable[..., manual.BulkOutcome]) -> ResponseReturnValue:
+    from jobs.queues import enqueue_push, enqueue_takedown
+
+    shop = own_shop(shop_id)
+    try:
+        body = BULK_REVIEW_BODY.load(request.get_json(silent=True) or {})
+    except ValidationError as exc:
+        return body_errors(exc)
+    svc = services()
+    with svc.db.transaction() as session:
+        outcome = action(session, shop.id, list(dict.fromkeys(body["asset_ids"])))
+    for render_id in outcome.push_render_ids:
+        enqueue_push(svc.redis, render_id, timeout_s=svc.config.push_timeout_s)
+    for asset_id in outcome.takedown_asset_ids:
+        enqueue_takedown(svc.redis, asset_id, timeout_s=svc.config.push_timeout_s)
+    done = sum(1 for result in outcome.results if "error" not in result)
+    return {"assets": outcome.results, "done": done, "failed": len(outcome.results) - done}
+
+
+@bp.post("/shops/<int:shop_id>/assets/approve")
+@require_api_key
+def approve_assets(shop_id: int) -> ResponseReturnValue:
+    """Review mode: approve many assets at once; one result per id (an error for each that could not be)."""
+    return _bulk_review(shop_id, manual.approve_many)
+
+
+@bp.post("/shops/<int:shop_id>/assets/reject")
+@require_api_key
+def reject_assets(shop_id: int) -> ResponseReturnValue:
+    """Reject many assets at once; those on the shop already are taken off by a job."""
+    return _bulk_review(shop_id, manual.reject_many)
+
+
+class ProductSearchQuery(Schema):
+    """The query of GET /shops/<id>/products."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    q = fields.String(load_default="", validate=validate.Length(max=200),
+                      metadata={"description": "words of the title, or the start of the shop's product id"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, MAX_PRODUCT_RESULTS))
+
+
+PRODUCT_SEARCH_QUERY = ProductSearchQuery()
+
+
+@bp.get("/shops/<int:shop_id>/products")
+@require_api_key
+def search_products(shop_id: int) -> ResponseReturnValue:
+    """The shop's products matching `q` (title or id), most recently changed first; one capped page."""
+    shop = own_shop(shop_id)
+    try:
+        query = PRODUCT_SEARCH_QUERY.load(request.args)
+    except ValidationError as exc:
+        return jsonify(error={"code": 400, "message": "The query is not valid.", "fields": exc.messages}), 400
+    statement = (select(Product).where(Product.shop_id == shop.id, Product.deleted.is_(False))
+                 .order_by(Product.updated_at.desc(), Product.id.desc()).limit(query["limit"] + 1)
+                 .options(selectinload(Product.images)))
+    text = query["q"].strip()
+    if text:
+        statement = statement.where(or_(func.lower(Product.title).contains(text.lower(), autoescape=True),
+                                        Product.external_id.startswith(text, autoescape=True)))
+    rows = services().db.session().scalars(statement).all()
+    return {"products": [{"id": row.external_id, "title": row.title,
+                          "image": row.images[0].src if row.images else None} for row in rows[:query["limit"]]],
+            "more": len(rows) > query["limit"]}
 
 
 @bp.get("/openapi.json")

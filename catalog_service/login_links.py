@@ -90,10 +90,8 @@ def spend(session: Session, token_id: str, expires_at: int, *, now: float | None
     return inserted is not None
 
 
-def redeem(session: Session, config: Config, token: str, *, now: float | None = None) -> Shop:
-    """The active shop of a valid token, which is then spent in the caller's transaction; raises a
-    LoginLinkError otherwise."""
-    now = time.time() if now is None else now
+def _verified(session: Session, config: Config, token: str, now: float) -> tuple[Shop, str, int]:
+    """The active shop a valid token names, its spend id and how long that is kept; a LoginLinkError otherwise."""
     if token and not _TOKEN_CHARACTERS.fullmatch(token):
         raise LinkMalformed("This sign-in link is not valid: it holds characters no link of ours has. "
                             "Copy the whole link exactly, or ask for a new one.")
@@ -110,6 +108,26 @@ def redeem(session: Session, config: Config, token: str, *, now: float | None = 
     shop = session.get(Shop, shop_id)
     if shop is None or shop.uid != uid or not shop.active:
         raise LinkShopGone("This shop is no longer active here. Install the app again, then ask for a new link.")
-    if not spend(session, f"{SIGN_IN}:{nonce}", payload["exp"] + 1, now=now):
-        raise LinkUsed("This sign-in link was already used. Each link works once: ask for a new one.")
+    return shop, f"{SIGN_IN}:{nonce}", payload["exp"] + 1
+
+
+_USED = "This sign-in link was already used. Each link works once: ask for a new one."
+
+
+def check(session: Session, config: Config, token: str, *, now: float | None = None) -> Shop:
+    """The shop a token would sign in to, without spending it (what opening the link shows); raises a
+    LoginLinkError, LinkUsed included, as redeem() would."""
+    shop, token_id, _keep_until = _verified(session, config, token, time.time() if now is None else now)
+    if session.get(SpentToken, token_id) is not None:
+        raise LinkUsed(_USED)
+    return shop
+
+
+def redeem(session: Session, config: Config, token: str, *, now: float | None = None) -> Shop:
+    """The active shop of a valid token, which is then spent in the caller's transaction; raises a
+    LoginLinkError otherwise."""
+    now = time.time() if now is None else now
+    shop, token_id, keep_until = _verified(session, config, token, now)
+    if not spend(session, token_id, keep_until, now=now):
+        raise LinkUsed(_USED)
     return shop

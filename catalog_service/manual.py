@@ -6,7 +6,8 @@ HTTP answers, and enqueues after commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
@@ -33,6 +34,10 @@ class NothingToRender(ManualError):
 
 class ReviewConflict(ManualError):
     """The asset is not in a state the action applies to."""
+
+
+class AwaitingReview(ReviewConflict):
+    """Review mode: the render's images wait for the merchant's approval, which "push now" does not assume."""
 
 
 def preset_names(settings: dict[str, Any], default_provider: str) -> set[str]:
@@ -98,3 +103,84 @@ def reject(asset: Asset) -> bool:
         return True
     asset.push_status, asset.push_error = PushStatus.REJECTED, None
     return False
+
+
+def push_now(render: Render, *, review: bool, approve_held: bool = False) -> tuple[list[Asset], int]:
+    """Make a finished render's failed assets pending again, and its held ones unless review mode keeps them.
+
+    In review mode a held asset was never approved, so it is pushed only when the merchant says so
+    (`approve_held`); a failed one was already on its way (approved, or made in auto mode). Returns the
+    assets now pending and how many stay held. Raises AwaitingReview when only held assets are left.
+    """
+    if not render.status.is_finished:
+        raise ReviewConflict("The render is still running; its assets are pushed when it finishes.")
+    held = [asset for asset in render.assets if asset.push_status == PushStatus.HELD]
+    waiting = [asset for asset in render.assets if asset.push_status == PushStatus.FAILED]
+    if held and (approve_held or not review):
+        waiting, held = waiting + held, []
+    if held and not waiting:
+        raise AwaitingReview(
+            f"{len(held)} image{'s' if len(held) != 1 else ''} of this render wait for your review: approve them "
+            'first, or push with {"approve_held": true} to approve and send them all.')
+    for asset in waiting:
+        asset.push_status, asset.push_error = PushStatus.PENDING, None
+    return waiting, len(held)
+
+
+MAX_BULK_ASSETS = 100
+"""Most asset ids one bulk approve or reject takes: a page of review, answered well within a web request."""
+
+
+@dataclass
+class BulkOutcome:
+    """What a bulk review action did to each asset, and the work to queue after commit."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    push_render_ids: list[int] = field(default_factory=list)
+    takedown_asset_ids: list[int] = field(default_factory=list)
+
+
+def _shop_assets(session: Session, shop_id: int, asset_ids: Iterable[int]) -> dict[int, Asset]:
+    rows = session.scalars(select(Asset).where(Asset.shop_id == shop_id, Asset.id.in_(list(asset_ids))))
+    return {asset.id: asset for asset in rows}
+
+
+def _missing(asset_id: int) -> dict[str, Any]:
+    # The same words for another shop's asset as for none at all: ids of other shops are not confirmed.
+    return {"asset_id": asset_id, "error": {"code": 404, "message": f"No asset {asset_id} in this shop."}}
+
+
+def approve_many(session: Session, shop_id: int, asset_ids: list[int]) -> BulkOutcome:
+    """Approve each of the shop's assets that can be; one result per id, in the order given."""
+    outcome = BulkOutcome()
+    assets = _shop_assets(session, shop_id, asset_ids)
+    for asset_id in asset_ids:
+        asset = assets.get(asset_id)
+        if asset is None:
+            outcome.results.append(_missing(asset_id))
+            continue
+        try:
+            approve(asset)
+        except ReviewConflict as exc:
+            outcome.results.append({"asset_id": asset_id, "push_status": asset.push_status.value,
+                                    "error": {"code": 409, "message": str(exc)}})
+            continue
+        outcome.results.append({"asset_id": asset_id, "push_status": asset.push_status.value})
+        if asset.render_id not in outcome.push_render_ids:
+            outcome.push_render_ids.append(asset.render_id)
+    return outcome
+
+
+def reject_many(session: Session, shop_id: int, asset_ids: list[int]) -> BulkOutcome:
+    """Reject each of the shop's assets; those already on the shop are listed for a takedown job."""
+    outcome = BulkOutcome()
+    assets = _shop_assets(session, shop_id, asset_ids)
+    for asset_id in asset_ids:
+        asset = assets.get(asset_id)
+        if asset is None:
+            outcome.results.append(_missing(asset_id))
+            continue
+        if reject(asset):
+            outcome.takedown_asset_ids.append(asset_id)
+        outcome.results.append({"asset_id": asset_id, "push_status": asset.push_status.value})
+    return outcome

@@ -188,6 +188,30 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         "properties": {"asset_id": {"type": "integer"}, "push_status": {"enum": [s.value for s in PushStatus]},
                        "queued": {"type": "boolean"}, "status_url": {"type": "string", "format": "uri"}},
     },
+    "PushAccepted": {
+        "type": "object",
+        "properties": {"render_id": {"type": "integer"},
+                       "assets": {"type": "integer", "description": "assets queued for the shop"},
+                       "held": {"type": "integer", "description": "review mode: assets still waiting for approval"},
+                       "queued": {"type": "boolean"}, "status_url": {"type": "string", "format": "uri"}},
+    },
+    "BulkReviewResult": {
+        "type": "object", "required": ["assets", "done", "failed"],
+        "properties": {
+            "assets": {"type": "array", "items": {"type": "object", "required": ["asset_id"], "properties": {
+                "asset_id": {"type": "integer"}, "push_status": {"enum": [s.value for s in PushStatus]},
+                "error": {"type": "object", "properties": {"code": {"type": "integer"},
+                                                           "message": {"type": "string"}}}}}},
+            "done": {"type": "integer"}, "failed": {"type": "integer"}},
+    },
+    "ProductPage": {
+        "type": "object", "required": ["products", "more"],
+        "properties": {
+            "products": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string", "description": "the shop's product id"}, "title": {"type": "string"},
+                "image": {"type": ["string", "null"], "format": "uri"}}}},
+            "more": {"type": "boolean", "description": "more products match: narrow the search"}},
+    },
     "ReferenceImage": {
         "type": "object",
         "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "width": {"type": "integer"},
@@ -245,7 +269,8 @@ def _operation(summary: str, responses: dict[str, Any], errors: str, **extra: An
 
 def routes(registry: SchemaRegistry) -> dict[tuple[str, str], dict[str, Any]]:
     """(method, Flask rule under /api/v1) -> its OpenAPI operation. Every route of the api blueprint is here."""
-    from .api import RENDER_LIST_QUERY, RefineSchema
+    from .api import PRODUCT_SEARCH_QUERY, RENDER_LIST_QUERY, BulkReviewSchema, PushSchema, RefineSchema
+    from .manual import MAX_BULK_ASSETS
     from .schemas import RegenerateSchema, SettingsSchema
 
     settings = registry.ref(SettingsSchema)
@@ -262,7 +287,24 @@ def routes(registry: SchemaRegistry) -> dict[tuple[str, str], dict[str, Any]]:
             "The shop's renders, newest first", {"200": _ok("one page", _component("RenderPage"))}, "400 401 403",
             parameters=query_parameters(RENDER_LIST_QUERY, registry)),
         ("POST", "/renders/<int:render_id>/push"): _operation(
-            "Push a render's failed or held assets", {"202": _ok("queued", {"type": "object"})}, "401 404 409"),
+            "Push a render's failed assets again (and held ones, outside review mode)",
+            {"202": _ok("queued", _component("PushAccepted"))}, "400 401 404 409",
+            description="In review mode a held image is pushed only when approved: 409 when nothing but held "
+                        "images is left, unless the body says `approve_held`.",
+            requestBody={"required": False, **_json(registry.ref(PushSchema))}),
+        ("POST", "/shops/<int:shop_id>/assets/approve"): _operation(
+            "Review mode: approve many assets", {"200": _ok("one result per id", _component("BulkReviewResult"))},
+            "400 401 403", description=f"At most {MAX_BULK_ASSETS} ids. An id that is not this shop's, or an "
+                                       "asset that cannot be approved, gets an `error` in its result.",
+            requestBody={"required": True, **_json(registry.ref(BulkReviewSchema))}),
+        ("POST", "/shops/<int:shop_id>/assets/reject"): _operation(
+            "Reject many assets", {"200": _ok("one result per id", _component("BulkReviewResult"))},
+            "400 401 403", description=f"At most {MAX_BULK_ASSETS} ids. One already on the shop is taken off by "
+                                       "a job (push_status `removing`).",
+            requestBody={"required": True, **_json(registry.ref(BulkReviewSchema))}),
+        ("GET", "/shops/<int:shop_id>/products"): _operation(
+            "Search the shop's products", {"200": _ok("one page", _component("ProductPage"))}, "400 401 403",
+            parameters=query_parameters(PRODUCT_SEARCH_QUERY, registry)),
         ("POST", "/assets/<int:asset_id>/approve"): _operation(
             "Review mode: push this asset", {"202": _ok("push queued", _component("ReviewResult"))}, "401 404 409"),
         ("POST", "/assets/<int:asset_id>/reject"): _operation(
@@ -271,7 +313,9 @@ def routes(registry: SchemaRegistry) -> dict[tuple[str, str], dict[str, Any]]:
              "202": _ok("it was on the shop; a job takes it off", _component("ReviewResult"))}, "401 404"),
         ("POST", "/assets/<int:asset_id>/refine"): _operation(
             "A new version of a scene from an instruction", {"202": _ok("queued", _component("Accepted"))},
-            "400 401 404", requestBody={"required": True, **_json(registry.ref(RefineSchema))}),
+            "400 401 404 409", requestBody={"required": True, **_json(registry.ref(RefineSchema))},
+            description="409 at once, with `reason`, when the shop's scene maker cannot refine (the compositor: "
+                        "`not_supported`; OpenAI without a key on this service: `not_configured`)."),
         ("GET", "/shops/<int:shop_id>/reference-images"): _operation(
             "The shop's reference images",
             {"200": _ok("the list", {"type": "object", "properties": {
@@ -291,13 +335,35 @@ def routes(registry: SchemaRegistry) -> dict[tuple[str, str], dict[str, Any]]:
             "The shop's settings, defaults filled in", {"200": _ok("settings", settings)}, "401 403"),
         ("PUT", "/shops/<int:shop_id>/settings"): _operation(
             "Replace the shop's settings", {"200": _ok("saved", settings)}, "400 401 403",
+            description="A full replacement: every key left out takes its default. To change some keys and keep "
+                        "the rest, use PATCH.",
             requestBody={"required": True, **_json(settings)}),
+        ("PATCH", "/shops/<int:shop_id>/settings"): _operation(
+            "Change some of the shop's settings (JSON merge patch)", {"200": _ok("saved", settings)},
+            "400 401 403",
+            description="A JSON merge patch (RFC 7396): the keys named change, objects such as `cutout` merge key "
+                        "by key, lists such as `presets` are replaced whole, `null` resets a key to its default, "
+                        "and every key not named is kept. The result is validated like a PUT.",
+            requestBody={"required": True, "content": {
+                media: {"schema": _settings_patch(registry)}
+                for media in ("application/merge-patch+json", "application/json")}}),
         ("POST", "/shops/<int:shop_id>/login-link"): _operation(
             "A signed, expiring, single-use login link to the settings page",
             {"200": _ok("the link", _component("LoginLink"))}, "401 403"),
         ("GET", "/openapi.json"): _operation(
             "This document", {"200": _ok("OpenAPI 3.1", {"type": "object"})}, "", security=[]),
     }
+
+
+def _settings_patch(registry: SchemaRegistry) -> dict[str, Any]:
+    """The Settings component with every key optional and nullable (null resets it): a merge patch of it."""
+    from .schemas import SettingsSchema
+
+    registry.ref(SettingsSchema)
+    full = registry.components["Settings"]
+    return {"type": "object", "additionalProperties": False,
+            "description": "settings to change; null resets a key to its default",
+            "properties": {key: {"anyOf": [value, {"type": "null"}]} for key, value in full["properties"].items()}}
 
 
 def _path_parameters(rule: str) -> list[dict[str, Any]]:
@@ -333,7 +399,7 @@ def api_document(server_url: str = "/api/v1") -> dict[str, Any]:
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session",
                                   "description": "the settings page's signed-in session"},
                 "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
-                              "description": "with the session cookie, required on POST, PUT and DELETE"},
+                              "description": "with the session cookie, required on POST, PUT, PATCH and DELETE"},
             },
             "schemas": {**RESPONSE_SCHEMAS, **registry.components},
         },

@@ -62,6 +62,10 @@ class StorableSchema(Schema):
         return data
 
 
+ALT_PLACEHOLDERS = ("title", "kind", "preset")
+"""What the push fills into the alt-text template (jobs/push.py alt_text)."""
+
+
 def template_problem(template: str) -> str | None:
     """Why str.format_map, which fills the alt text on every push, cannot fill this template; or None."""
     try:
@@ -70,6 +74,11 @@ def template_problem(template: str) -> str | None:
     except (ValueError, LookupError, AttributeError, TypeError) as exc:
         return (f"Not a usable template ({exc}); use the placeholders {{title}}, {{kind}} and {{preset}}, "
                 "and write a literal brace as {{ or }}.")
+    unknown = sorted(names - set(ALT_PLACEHOLDERS))
+    if unknown:
+        # A push would fill an unknown name with nothing: refused here, where the merchant can still fix it.
+        return (f"No placeholder {', '.join('{' + name + '}' for name in unknown)}: use {{title}}, {{kind}} and "
+                "{preset}, and write a literal brace as {{ or }}.")
     return None
 
 

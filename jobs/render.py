@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from catalog_service.http import FetchError, fetch
 from catalog_service.imaging.cutout import get_session
 from catalog_service.imaging.errors import ImageRejected
+from catalog_service.imaging.thumbnail import SOURCE_THUMB_FORMAT, thumbnail
 from catalog_service.logs import log_context
 from catalog_service.models import Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, utcnow
 from catalog_service.pipeline import MadeAsset, PipelineResult, RenderPlan, cutout_options, make_assets
@@ -68,7 +69,10 @@ def _run(render_id: int) -> None:
         render.started_at = render.heartbeat_at = utcnow()
         attempt, shop_id = render.attempts, shop.id
         settings = settings_with_defaults(shop.settings)
-        sources = [image.src for image in render.product.images]
+        # A retry works from the photo the first attempt recorded, even if the product's photo changed since.
+        source_url = render.source_url or next((image.src for image in render.product.images), None)
+        render.source_url = source_url
+        thumb_kept = render.source_thumb_key is not None
         inputs = _plan_inputs(session, shop, settings, render)
     # The session is released here: nothing below holds a database connection while it fetches and renders.
     svc.db.remove()
@@ -79,9 +83,11 @@ def _run(render_id: int) -> None:
     plan = _plan(svc.storage, inputs)
     publish_mode = settings["publish_mode"]
     try:
-        if not sources:
+        if source_url is None:
             raise RenderFailed("The product has no images to work from.")
-        source = _fetch_source(sources[0])
+        source = _fetch_source(source_url)
+        if not thumb_kept:
+            _keep_source_thumbnail(render_id, source)
         result = make_assets(
             source, plan, session=get_session(svc.config.cutout_model, svc.config.model_dir), provider=provider,
             final_attempt=not retries_left(),
@@ -96,7 +102,10 @@ def _run(render_id: int) -> None:
         retry_or_fail(exc, lambda reason: fail_render(render_id, reason))
         return
 
-    _save(render_id, result, publish_mode)
+    # The pipeline leaves out a reference scene when there is no reference photo to place the product into.
+    unplaced = [p.name for p in plan.presets
+                if p.style == "reference" and not (plan.preset_references.get(p.name) or plan.references)]
+    _save(render_id, result, publish_mode, unplaced=unplaced)
     log.info("render=%s shop=%s stage=done assets=%s errors=%s ms=%s", render_id, shop_id,
              len(result.assets), len(result.errors), result.timings_ms)
 
@@ -185,6 +194,17 @@ def _fetch_source(url: str) -> bytes:
         raise
 
 
+def _keep_source_thumbnail(render_id: int, source: bytes) -> None:
+    """A small copy of the photo this render is made from, so its card shows it after the shop's photo changes
+    (or the shop deletes the file). Raises ImageRejected for a photo that cannot be decoded, as the cutout would."""
+    svc = current()
+    key = svc.storage.put(thumbnail(source, max_pixels=svc.config.max_pixels), ext=SOURCE_THUMB_FORMAT)
+    with svc.db.transaction() as session:
+        render = session.get(Render, render_id)
+        if render is not None:
+            render.source_thumb_key = key
+
+
 def _keep_scene(render_id: int, made: MadeAsset, publish_mode: str) -> None:
     """A scene the moment it is made: stored, its Asset row and the record of its cost committed at once,
     so a later failure of another scene loses neither, and a retry finds it and does not pay for it again."""
@@ -214,8 +234,11 @@ def _set_asset(session: Session, render: Render, made: MadeAsset, key: str, publ
     asset.push_status = PushStatus.PENDING if publish_mode == "auto" else PushStatus.HELD
 
 
-def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
-    """The free assets (cutout, white) and the render's outcome; its scenes were kept as they were made."""
+def _save(render_id: int, result: PipelineResult, publish_mode: str, *, unplaced: list[str]) -> None:
+    """The free assets (cutout, white) and the render's outcome; its scenes were kept as they were made.
+
+    A render that ends with no image at all is `failed`, with the reason, never "done".
+    """
     svc = current()
     free = [made for made in result.assets if made.kind != "scene"]
     stored = [(made, svc.storage.put(made.data, ext=made.ext)) for made in free]
@@ -229,9 +252,22 @@ def _save(render_id: int, result: PipelineResult, publish_mode: str) -> None:
             _set_asset(session, render, made, key, publish_mode)
         render.errors = result.errors
         render.timings = result.timings_ms
+        summary = "; ".join(f"{e['preset']}: {e['message']}" for e in result.errors)
         render.status = RenderStatus.PARTIAL if result.errors else RenderStatus.SUCCEEDED
-        render.last_error = "; ".join(f"{e['preset']}: {e['message']}" for e in result.errors) or None
+        render.last_error = summary or None
+        if not render.assets:
+            render.status, render.last_error = RenderStatus.FAILED, nothing_made(summary, unplaced)
         render.finished_at = utcnow()
-        push = publishes(session, render, publish_mode)
+        push = bool(render.assets) and publishes(session, render, publish_mode)
     if push:
         queue_push(render_id)
+
+
+def nothing_made(summary: str, unplaced: list[str]) -> str:
+    """Why a render made no image: the cutout was off and no scene could be made (each scene's reason)."""
+    if summary:
+        return f"No image was made: the cutout is off for this render and no scene could be made. {summary}"
+    if unplaced:
+        return ("No image was made: the reference scene places the product into your reference photos, and the "
+                "shop has none. Add a reference image in Settings, or choose another scene.")
+    return "No image was made: no scene was asked for and the cutout is off for this render."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from catalog_service.login_links import make_link
 from catalog_service.models import Shop
@@ -18,12 +19,30 @@ def shop_row(app, shop_id: int) -> Shop:  # type: ignore[no-untyped-def]
         return shop
 
 
+def continue_form(html: str) -> dict[str, str]:
+    """The hidden fields of the sign-in page's Continue form (the link's token and the page's CSRF token)."""
+    form = re.search(r'<form method="post" action="/signin" id="signin-form">(.*?)</form>', html, re.S)
+    assert form, html
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form.group(1)))
+
+
+def open_link(client, url: str):  # type: ignore[no-untyped-def]
+    """What a person does with a sign-in link: open it, then press Continue. The Continue POST's response, or
+    the page's own when it shows no Continue button (a link that cannot work)."""
+    page = client.get(url)
+    if page.status_code != 200:
+        return page
+    origin = urlsplit(url)
+    action = f"{origin.scheme}://{origin.netloc}/signin" if origin.netloc else "/signin"  # the page's own origin
+    return client.post(action, data=continue_form(page.get_data(as_text=True)))
+
+
 def sign_in(app, client, shop_id: int) -> str:  # type: ignore[no-untyped-def]
-    """Follow a fresh sign-in link with the test client; returns the session's CSRF token."""
+    """Open a fresh sign-in link with the test client and continue; returns the session's CSRF token."""
     config = app.extensions["catalog"].config
     link = make_link(config, shop_row(app, shop_id))
-    response = client.get(link.url)
-    assert response.status_code == 302, response.get_data(as_text=True)
+    response = open_link(client, link.url)
+    assert response.status_code == 303, response.get_data(as_text=True)
     with client.session_transaction() as session:
         return str(session["csrf_token"])
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from catalog_service.models import Asset, AssetKind, Product, ReferenceImage, Render, RenderStatus, UsageRecord
+from catalog_service.models import Asset, AssetKind, Product, ReferenceImage, Render, RenderStatus, Shop, UsageRecord
 from catalog_service.shops import create_shop
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -170,18 +170,30 @@ def test_refine_validates_its_body(app, api, body: dict, field: str) -> None:
     assert response.status_code == 400 and field in response.get_json()["error"]["fields"]
 
 
-def test_refine_with_the_compositor_fails_with_a_reason(app, api, redis) -> None:
-    """Refinement is queued (202) and, without OpenAI, the render fails saying what to choose."""
-    from support import run_jobs
-
+def test_refine_with_the_compositor_is_refused_at_once(app, api, redis) -> None:
+    """The compositor cannot refine: 409 with the reason and what to choose, and no render made or queued."""
     asset_id = make_scene(app, api.id)
     response = api.post(f"/api/v1/assets/{asset_id}/refine", json={"instruction": "add a sprig of mint",
                                                                    "rect": [8, 8, 32, 32]})
-    assert response.status_code == 202
-    render_id = response.get_json()["render_id"]
-    run_jobs(app, redis)
-    status = api.get(f"/api/v1/renders/{render_id}").get_json()
-    assert status["status"] == "failed" and "OpenAI provider" in status["error"]
+    assert response.status_code == 409, response.get_json()
+    error = response.get_json()["error"]
+    assert error["reason"] == "not_supported" and "OpenAI" in error["message"]
+    with app.app_context():
+        refines = app.extensions["catalog_db"].session().scalars(select(Render).where(Render.trigger == "refine"))
+        assert refines.all() == []
+    assert redis.keys("rq:job:*") == []
+
+
+def test_refine_with_openai_but_no_key_is_refused_at_once(app, api, redis, monkeypatch) -> None:
+    """A shop on OpenAI (saved while the service had a key) refining on a service without one: 409 not_configured."""
+    asset_id = make_scene(app, api.id)
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        row = session.get(Shop, api.id)
+        row.settings = {**row.settings, "provider": "openai"}
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    response = api.post(f"/api/v1/assets/{asset_id}/refine", json={"instruction": "add a sprig of mint"})
+    assert response.status_code == 409 and response.get_json()["error"]["reason"] == "not_configured"
+    assert "OPENAI_API_KEY" in response.get_json()["error"]["message"]
 
 
 def test_render_status_shows_scene_errors(app, api) -> None:
@@ -200,8 +212,9 @@ def test_render_status_shows_scene_errors(app, api) -> None:
     assert body["status"] == "partial" and body["scene_errors"][0]["reason"] == "content_policy"
 
 
-def test_settings_round_trip_with_defaults(api) -> None:
+def test_settings_round_trip_with_defaults(api, monkeypatch) -> None:
     """GET shows every default; PUT saves a valid change, including a shop preset."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")  # built, never called
     settings = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
     assert settings["auto_generate"] is True and settings["monthly_budget_usd"] == 20.0
     settings.update(monthly_budget_usd=5, provider="openai", model="gpt-image-1-mini",
@@ -223,7 +236,7 @@ def test_settings_round_trip_with_defaults(api) -> None:
         ({"presets": [{"name": "Bad Name!"}]}, "presets"),
         ({"presets": [{"name": "a", "size": "999x999"}]}, "presets"),
         ({"presets": [{"name": "a", "reference_image_ids": [999]}]}, "presets"),
-        ({"presets": [{"name": "a"}, {"name": "a"}]}, "presets"),
+        ({"presets": [{"name": "a", "style": "studio"}, {"name": "a", "style": "studio"}]}, "presets"),
         ({"publish_mode": "sometimes"}, "publish_mode"),
         ({"model": "gpt-image-1"}, "model"),
     ],
@@ -245,3 +258,71 @@ def test_settings_that_make_nothing_are_refused_with_the_field_named(app, api) -
     assert "Nothing would be made" in fields["scene_presets"][0] and "alt_template" in fields
     assert api.put(f"/api/v1/shops/{api.id}/settings",
                    json={"cutout": {"enabled": False}, "scene_presets": ["studio"]}).status_code == 200
+
+
+# --- settings: PATCH is a merge patch; values that could only fail later are refused when saved ----------------
+
+
+@pytest.mark.both_databases
+def test_patch_changes_only_the_keys_it_names(api, monkeypatch) -> None:
+    """A PATCH of `provider` keeps the shop's own presets and `publish_mode: review`; PUT replaces everything."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")  # built, never called
+    mine = {"name": "window", "style": "surface", "surface": "wood"}
+    saved = api.put(f"/api/v1/shops/{api.id}/settings", json={
+        "publish_mode": "review", "presets": [mine], "scene_presets": ["window"], "cutout": {"padding": 0.2}})
+    assert saved.status_code == 200, saved.get_json()
+    patched = api.patch(f"/api/v1/shops/{api.id}/settings", json={"provider": "openai", "cutout": {"square": True}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert patched.status_code == 200, patched.get_json()
+    stored = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    assert stored["provider"] == "openai" and stored["publish_mode"] == "review"
+    assert [p["name"] for p in stored["presets"]] == ["window"] and stored["scene_presets"] == ["window"]
+    assert stored["cutout"]["square"] is True and stored["cutout"]["padding"] == 0.2  # nested objects merge
+    assert patched.get_json() == stored
+    reset = api.patch(f"/api/v1/shops/{api.id}/settings", json={"publish_mode": None, "cutout": {"padding": None}})
+    assert reset.status_code == 200
+    assert reset.get_json()["publish_mode"] == "auto" and reset.get_json()["cutout"]["padding"] == 0.05
+    assert reset.get_json()["presets"][0]["name"] == "window"
+    replaced = api.put(f"/api/v1/shops/{api.id}/settings", json={"provider": "openai"}).get_json()
+    assert replaced["presets"] == [] and replaced["publish_mode"] == "auto"
+
+
+def test_an_invalid_patch_saves_nothing_and_names_the_field(api) -> None:
+    """A patch whose result is invalid is 400 with the field named; nothing of it is saved. A body that is not an
+    object is refused."""
+    before = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    response = api.patch(f"/api/v1/shops/{api.id}/settings", json={"publish_mode": "review", "cutout": {"padding": 9}})
+    assert response.status_code == 400 and "cutout" in response.get_json()["error"]["fields"]
+    assert api.patch(f"/api/v1/shops/{api.id}/settings", json=["publish_mode"]).status_code == 400
+    assert api.get(f"/api/v1/shops/{api.id}/settings").get_json() == before
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+@pytest.mark.parametrize(("change", "path", "words"), [
+    ({"presets": [{"name": "beach", "style": "prompt", "prompt": "on sand"}]}, ("presets", "0", "style"),
+     "cannot draw the style 'prompt'"),
+    ({"provider": "openai"}, ("provider",), "OPENAI_API_KEY"),
+    ({"alt_template": "{title} by {brand}"}, ("alt_template",), "No placeholder {brand}"),
+    ({"scene_presets": ["kitchen-counter"]}, ("scene_presets",), "no scene 'kitchen-counter'"),
+])
+def test_settings_that_could_only_fail_later_are_refused(api, monkeypatch, method, change, path, words) -> None:
+    """On the compositor, with no OpenAI key: a style it cannot draw, the OpenAI provider, an alt-text placeholder we
+    never fill and a scene it does not offer are each refused with the field named; nothing is saved."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    response = getattr(api, method)(f"/api/v1/shops/{api.id}/settings", json=change)
+    assert response.status_code == 400, response.get_json()
+    message = response.get_json()["error"]["fields"]
+    for key in path:
+        message = message[key]
+    assert words in " ".join(message), message
+    assert api.get(f"/api/v1/shops/{api.id}/settings").get_json() == before
+
+
+def test_openai_presets_and_scenes_are_accepted_where_openai_is_configured(api, monkeypatch) -> None:
+    """With a key, the same prompt preset, the OpenAI provider and an OpenAI scene are saved."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")  # built, never called
+    response = api.put(f"/api/v1/shops/{api.id}/settings", json={
+        "provider": "openai", "scene_presets": ["kitchen-counter", "beach"],
+        "presets": [{"name": "beach", "style": "prompt", "prompt": "on sand"}]})
+    assert response.status_code == 200, response.get_json()

@@ -61,7 +61,8 @@ def test_request_bodies_come_from_the_marshmallow_schemas(document) -> None:
         "integer", 1, 600, 10)
     assert schemas["Settings"]["properties"]["presets"]["items"] == {"$ref": "#/components/schemas/Preset"}
     listing = document["paths"]["/shops/{shop_id}/renders"]["get"]["parameters"]
-    assert {p["name"] for p in listing if p["in"] == "query"} == {"product_id", "status", "cursor", "limit"}
+    assert {p["name"] for p in listing if p["in"] == "query"} == {"product_id", "status", "push_status", "cursor",
+                                                                  "limit"}
 
 
 def test_converter_maps_validators_to_json_schema() -> None:

@@ -159,9 +159,11 @@ def thumbnail_url(key: str, *, now: float | None = None) -> str:
 
 @bp.context_processor
 def _template_helpers() -> dict[str, Any]:
+    from .forms import REGENERATE_LIMITS
     from .thumbs import thumb_url
 
-    return {"csrf_token": csrf_token, "thumbnail_url": thumbnail_url, "thumb_url": thumb_url, "size_words": size_words}
+    return {"csrf_token": csrf_token, "thumbnail_url": thumbnail_url, "thumb_url": thumb_url, "size_words": size_words,
+            "regenerate_limits": REGENERATE_LIMITS}
 
 
 @bp.after_request

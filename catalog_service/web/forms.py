@@ -13,6 +13,8 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 from werkzeug.datastructures import MultiDict
 
+from ..schemas import RegenerateSchema
+
 # key -> (label, help). Keys not listed get a label from their name and help from the field's description.
 LABELS: dict[str, tuple[str, str]] = {
     "auto_generate": ("Make images for new products automatically", "When a product is created in your shop."),
@@ -80,6 +82,8 @@ class FormField:
     step: str = "any"
     children: list[FormField] = dataclasses.field(default_factory=list)
     required: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
 
 
 def _label(key: str, field: fields.Field) -> tuple[str, str]:
@@ -101,6 +105,9 @@ def describe(schema: Schema, *, model_choices: list[str] | None = None) -> list[
         item = FormField(key=key, label=label, help=help_text, widget="text", required=field.required)
         one_of = next((v for v in _validators(field) if isinstance(v, validate.OneOf)), None)
         ranged = next((v for v in _validators(field) if isinstance(v, validate.Range)), None)
+        if isinstance(field, fields.String):
+            limits = text_limits(field)
+            item.min_length, item.max_length = limits.get("minlength"), limits.get("maxlength")
         if isinstance(field, fields.Boolean):
             item.widget = "checkbox"
         elif isinstance(field, fields.Nested):
@@ -130,6 +137,21 @@ def describe(schema: Schema, *, model_choices: list[str] | None = None) -> list[
             item.widget = "textarea"
         out.append(item)
     return out
+
+
+def text_limits(field: fields.Field) -> dict[str, int]:
+    """A text field's Length limits as the HTML attributes that enforce them while typing (minlength, maxlength),
+    so a page never lets a merchant type what the API then refuses."""
+    length = next((v for v in _validators(field) if isinstance(v, validate.Length)), None)
+    if length is None:
+        return {}
+    low = length.equal if length.equal is not None else length.min
+    high = length.equal if length.equal is not None else length.max
+    return {name: value for name, value in (("minlength", low), ("maxlength", high)) if value}
+
+
+REGENERATE_LIMITS = {key: text_limits(field) for key, field in RegenerateSchema().fields.items()}
+"""The regenerate forms' text limits, from the schema the API checks the request with."""
 
 
 def parse(schema: Schema, form: MultiDict[str, str], prefix: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ..models import ReferenceImage, Shop, get_for_shop
 from ..references import MAX_REFERENCE_IMAGES, add_reference_image
 from ..scenes import builtin_presets
 from ..schemas import SETTINGS, SETTINGS_INPUT, PresetSchema, settings_with_defaults, text_problem
-from ..shop_settings import check_for_shop, spent_this_month
+from ..shop_settings import check_for_shop, spent_this_month, styles_drawn_by
 from ..shop_tokens import needs_reauth
 from .common import MAX_UPLOAD_FILES, bp, shop_page, size_words
 from .forms import LABELS, FormField, describe, errors_for, flatten_errors, parse, value_at
@@ -70,6 +70,13 @@ def _scene_choices(values: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _default_style(values: dict[str, Any]) -> str:
+    """A new preset's style: one the chosen scene maker draws, so that adding a preset never makes one it cannot."""
+    provider = values.get("provider") or services().config.scene_provider
+    drawn = styles_drawn_by(provider if isinstance(provider, str) else "")
+    return "prompt" if drawn is None or "prompt" in drawn else drawn[0]
+
+
 def render_settings(shop: Shop, values: dict[str, Any], errors: dict[str, list[str]] | None = None, *,
                     upload_errors: list[str] | None = None, status: int = 200) -> ResponseReturnValue:
     from ..scenes.openai_images import MODELS
@@ -79,7 +86,7 @@ def render_settings(shop: Shop, values: dict[str, Any], errors: dict[str, list[s
     return render_template(
         "settings.html", shop=shop, values=values, errors=errors or {}, upload_errors=upload_errors or [],
         sections=sections(describe(SETTINGS, model_choices=sorted(MODELS))), preset_fields=describe(PresetSchema()),
-        preset_defaults={**PresetSchema().load({"name": "new-preset"}), "name": ""},
+        preset_defaults={**PresetSchema().load({"name": "new-preset"}), "name": "", "style": _default_style(values)},
         scene_choices=_scene_choices(values),
         references=_references(shop.id), max_references=MAX_REFERENCE_IMAGES,
         spent=spent_this_month(svc.db.session(), shop.id), budget=settings["monthly_budget_usd"],
@@ -99,7 +106,7 @@ def settings(shop_id: int) -> ResponseReturnValue:
     svc = services()
     try:
         cleaned = SETTINGS_INPUT.load(submitted)
-        check_for_shop(svc.db.session(), shop.id, cleaned)
+        check_for_shop(svc.db.session(), shop.id, cleaned, provider=svc.provider)
     except ValidationError as exc:
         return render_settings(shop, submitted, flatten_errors(exc.messages), status=400)
     with svc.db.transaction() as session:

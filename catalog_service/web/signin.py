@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..current import services
-from ..login_links import LinkMalformed, LoginLinkError, redeem, spend
+from ..login_links import LinkMalformed, LoginLinkError, check, redeem, spend
 from ..models import Platform, Shop
 from ..shops import SHOPIFY_DOMAIN
 from ..stores.shopify_auth import MAX_CLOCK_SKEW_S, query_hmac_ok, timestamp_fresh
@@ -30,20 +30,45 @@ def index() -> ResponseReturnValue:
 
 
 @bp.get("/signin")
+def signin_page() -> ResponseReturnValue:
+    """Opening a sign-in link: a page with a Continue button, and nothing spent.
+
+    Mail scanners and chat previews fetch links before the merchant does; a GET that spent the link would sign
+    the scanner in and leave the merchant a used link. Only the button's POST (signin) spends it. A link that
+    cannot work says so here already.
+    """
+    token = request.args.get("token", "")
+    svc = services()
+    try:
+        with svc.db.transaction() as db:
+            shop = check(db, svc.config, token)
+            shop_name = shop.name or shop.domain
+    except LinkMalformed as exc:
+        abort(400, str(exc))
+    except LoginLinkError as exc:
+        abort(401, str(exc))
+    return render_template("signin.html", token=token, shop_name=shop_name)
+
+
+@bp.post("/signin")
 def signin() -> ResponseReturnValue:
-    """Spend a one-time sign-in link and open a session for its shop."""
+    """Spend a one-time sign-in link and open a session for its shop.
+
+    The token comes in the form, beside the page's CSRF token (checked for every POST by common._check_csrf), so
+    only the browser that opened the Continue page can sign itself in with it.
+    """
     svc = services()
     try:
         # Spending the link and recording the session commit together: a link is never spent for nothing.
         with svc.db.transaction() as db:
-            shop = redeem(db, svc.config, request.args.get("token", ""))
+            shop = redeem(db, svc.config, request.form.get("token", ""))
             start_session(db, shop)
     except LinkMalformed as exc:
         abort(400, str(exc))
     except LoginLinkError as exc:
         abort(401, str(exc))
     log.info("shop=%s signed in by link", shop.id)
-    return redirect(url_for("web.settings", shop_id=shop.id))
+    return redirect(url_for("web.settings", shop_id=shop.id), 303)
 
 
 @bp.get("/shopify/app")

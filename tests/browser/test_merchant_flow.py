@@ -127,6 +127,17 @@ def save_settings(driver: webdriver.Chrome) -> None:
     wait(driver, lambda d: "Settings saved." in d.find_element(By.TAG_NAME, "main").text, "not saved")
 
 
+def continue_sign_in(driver: webdriver.Chrome, url: str, *, shot_name: str = "") -> None:
+    """Open a sign-in link and press its Continue button (opening it alone signs no one in)."""
+    driver.get(url)
+    button = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#signin-form button[type=submit]"),
+                  "no Continue button")[0]
+    assert button.text == "Continue"
+    if shot_name:
+        shot(driver, shot_name)
+    button.click()
+
+
 def images_loaded(driver: webdriver.Chrome, css: str) -> bool:
     return bool(driver.execute_script(
         "const imgs = [...document.querySelectorAll(arguments[0])];"
@@ -149,7 +160,7 @@ def test_a_merchant_signs_in_sets_up_regenerates_and_approves(live, browser, ima
     answer = requests.post(f"{base}/api/v1/shops/{shop_id}/login-link",
                            headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
     assert answer.status_code == 200, answer.text
-    browser.get(answer.json()["url"])
+    continue_sign_in(browser, answer.json()["url"], shot_name="00-signin-continue")
     wait(browser, lambda d: d.current_url.endswith(f"/shops/{shop_id}/settings"), "not signed in")
     cookie = browser.get_cookie("session")
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
@@ -246,14 +257,16 @@ def test_a_merchant_signs_in_sets_up_regenerates_and_approves(live, browser, ima
     shot(browser, "05-settings-with-references")
     browser_errors(browser)  # the two refusals above were 400s on purpose; from here on, nothing may fail
 
-    # 4. Regenerate from the gallery with a one-off prompt; the card appears and follows the work live.
+    # 4. Regenerate from the gallery with chosen scenes; the card appears and follows the work live.
     browser.find_element(By.LINK_TEXT, "Renders").click()
     wait(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Renders", "no gallery")
     Select(browser.find_element(By.ID, "regen-product")).select_by_value("4242")
     for box in browser.find_elements(By.CSS_SELECTOR, "#regenerate-form input[name=scenes]"):
         if box.is_selected() != (box.get_attribute("value") in ("studio", "marble-counter")):
             browser.execute_script("arguments[0].click()", box)
-    browser.find_element(By.ID, "regen-prompt").send_keys("soft morning light")
+    # The offline scene maker draws fixed scenes: the form says so instead of offering a prompt it would ignore.
+    assert browser.find_elements(By.ID, "regen-prompt") == []
+    assert "ignores prompts" in browser.find_element(By.ID, "regenerate-form").text
     browser.find_element(By.CSS_SELECTOR, "#regenerate-form button[type=submit]").click()
     render_id = int(wait(browser, lambda d: d.execute_script(
         "const card = document.querySelector('[data-render-id]'); return card && card.dataset.renderId"),
@@ -262,7 +275,7 @@ def test_a_merchant_signs_in_sets_up_regenerates_and_approves(live, browser, ima
     shot(browser, "06-renders-queued")
     with app.app_context():
         options = app.extensions["catalog_db"].session().get(Render, render_id).options
-    assert options.get("scenes") == ["studio", "marble-counter"] and "soft morning light" in str(options)
+    assert options.get("scenes") == ["studio", "marble-counter"] and not options.get("prompt")
 
     run_jobs(app, live.redis, ("renders",))  # the worker, in this thread; the page polls meanwhile
 
@@ -316,10 +329,35 @@ def test_another_shops_pages_are_refused_in_the_browser(live, browser) -> None:
         mine_id, theirs_id = mine.id, theirs.id
     url = requests.post(f"{base}/api/v1/shops/{mine_id}/login-link", headers={"Authorization": f"Bearer {key}"},
                         timeout=10).json()["url"]
-    browser.get(url)
+    continue_sign_in(browser, url)
     wait(browser, lambda d: d.current_url.endswith(f"/shops/{mine_id}/settings"), "not signed in")
     browser.get(f"{base}/shops/{theirs_id}/settings")
     assert "Not your shop" in browser.find_element(By.TAG_NAME, "h1").text
     browser.get(url)  # the link was spent
     assert "already used" in browser.find_element(By.TAG_NAME, "main").text
     shot(browser, "11-link-already-used")
+
+
+def test_opening_a_sign_in_link_spends_nothing_until_continue(live, browser) -> None:
+    """A link scanner's fetch (the same GET) leaves the link working; the page shows a Continue button, desktop and
+    phone width, and only pressing it signs the browser in."""
+    app, base = live.app, live.base
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        shop, key, _ = create_shop(session, platform="folder", domain="scan.local", name="Scanned Shop")
+        shop_id = shop.id
+    url = requests.post(f"{base}/api/v1/shops/{shop_id}/login-link", headers={"Authorization": f"Bearer {key}"},
+                        timeout=10).json()["url"]
+    scanned = requests.get(url, timeout=10, allow_redirects=False)  # what a mail scanner does
+    assert scanned.status_code == 200 and "Continue" in scanned.text
+    browser.get(url)
+    assert "Sign in to Scanned Shop" in browser.find_element(By.TAG_NAME, "h1").text
+    assert browser.get_cookie("session") is None or requests.get(
+        f"{base}/shops/{shop_id}/settings", cookies={"session": browser.get_cookie("session")["value"]},
+        timeout=10).status_code == 401
+    shot(browser, "12-signin-continue")
+    browser.set_window_size(390, 844)
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(browser, "12-signin-continue-phone")
+    browser.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+    wait(browser, lambda d: d.current_url.endswith(f"/shops/{shop_id}/settings"), "not signed in")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Settings"

@@ -153,3 +153,39 @@ def test_replace_on_regenerate_takes_our_earlier_images_off(app, redis, webhooks
     assert len(manifest["assets"]) == 3  # cutout, white, studio of the second render only
     assert sorted(p.name for p in product_dir.iterdir() if p.name not in ("manifest.json", ".lock")) == sorted(
         e["filename"] for e in manifest["assets"])
+
+
+def _set_settings(app, shop_id: int, **changes) -> None:  # type: ignore[no-untyped-def]
+    from catalog_service.models import Shop
+    from catalog_service.schemas import settings_with_defaults
+
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        row = session.get(Shop, shop_id)
+        row.settings = settings_with_defaults({**row.settings, **changes})
+
+
+@pytest.mark.slow
+def test_a_reference_scene_without_reference_photos_fails_with_the_reason(app, redis, webhooks, image_server,
+                                                                          model_session, shop) -> None:
+    """Cutout off, only the reference scene, no reference photo: nothing is made, so it fails, saying why."""
+    _set_settings(app, shop[0], cutout={"enabled": False}, scene_presets=["reference"])
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
+    run_jobs(app, redis)
+    render = load_render(app, render_id)
+    assert render.status == RenderStatus.FAILED and render.assets == []
+    assert "reference" in render.last_error and "Add a reference image in Settings" in render.last_error
+
+
+@pytest.mark.slow
+def test_the_openai_provider_without_a_key_fails_with_the_reason(app, redis, webhooks, image_server, model_session,
+                                                                 shop) -> None:
+    """Cutout off and the OpenAI provider on a service with no key: failed, with the provider's reason, not done."""
+    _set_settings(app, shop[0], cutout={"enabled": False}, provider="openai", scene_presets=["studio"])
+    src = image_server.serve("/cup.png", (FIXTURES / "coffee.png").read_bytes())
+    render_id = webhooks.send("product.created", product(src)).get_json()["render_id"]
+    run_jobs(app, redis)
+    render = load_render(app, render_id)
+    assert render.status == RenderStatus.FAILED and render.assets == []
+    assert render.last_error.startswith("No image was made")
+    assert render.errors and render.errors[0]["message"] in render.last_error

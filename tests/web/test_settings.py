@@ -51,7 +51,7 @@ def test_a_valid_form_is_saved(app, merchant) -> None:
     settings.update(publish_mode="review", monthly_budget_usd=55.5, auto_generate=False)
     settings["cutout"].update(square=True, padding=0.1, format="webp")
     settings["presets"] = [{"name": "kitchen", "prompt": "on a kitchen counter, morning light", "size": "1024x1024",
-                            "quality": "high", "text": "NEW", "style": "prompt"}]
+                            "quality": "high", "text": "NEW", "style": "surface", "surface": "wood"}]
     settings["scene_presets"] = ["studio", "kitchen"]
     response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings))
     assert response.status_code == 302, response.get_data(as_text=True)
@@ -84,7 +84,7 @@ def test_an_invalid_field_is_shown_beside_it_and_nothing_is_saved(app, merchant,
     before = stored(app, merchant.id)
     settings = settings_with_defaults({})
     settings["publish_mode"] = "review"  # a valid change that must not be saved either
-    settings["presets"] = [{"name": "kitchen", "prompt": "counter"}]
+    settings["presets"] = [{"name": "kitchen", "prompt": "counter", "style": "studio"}]
     data = form_data(settings)
     data[path] = value
     response = merchant.post(f"/shops/{merchant.id}/settings", data=data)
@@ -94,6 +94,77 @@ def test_an_invalid_field_is_shown_beside_it_and_nothing_is_saved(app, merchant,
     assert "Nothing was saved" in html
     assert stored(app, merchant.id) == before
     assert f'value="{value}"' in html or value not in ("0.9", "-5", "red")  # the typed value is kept for fixing
+
+
+@pytest.mark.parametrize(("change", "path", "words"), [
+    ({"presets": [{"name": "beach", "style": "prompt", "prompt": "on sand"}]}, "presets.0.style",
+     "cannot draw the style"),
+    ({"provider": "openai"}, "provider", "OPENAI_API_KEY"),
+    ({"alt_template": "{title} by {brand}"}, "alt_template", "No placeholder {brand}"),
+])
+def test_a_value_that_could_only_fail_later_is_refused_beside_its_field(app, merchant, monkeypatch, change, path,
+                                                                       words) -> None:
+    """The compositor without an OpenAI key: a style it cannot draw, OpenAI itself, an unknown alt-text placeholder
+    are each shown beside their field, and nothing is saved."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = stored(app, merchant.id)
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data({**settings_with_defaults({}),
+                                                                                **change}))
+    assert response.status_code == 400
+    assert words in field_error(response.get_data(as_text=True), path)
+    assert stored(app, merchant.id) == before
+
+
+def _attributes(html: str, element_id: str) -> dict[str, str]:
+    match = re.search(r'<(?:input|textarea)[^>]*\bid="%s"[^>]*>' % re.escape(element_id), html)
+    assert match, element_id
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', match.group(0)))
+
+
+def test_length_and_range_limits_on_the_pages_come_from_the_schemas(app, merchant) -> None:
+    """Every maxlength, min and max on the settings page is the schema's Length or Range; the regenerate prompt
+    boxes allow what RegenerateSchema accepts (not 2,000 when the API takes 1,000)."""
+    from marshmallow import fields, validate
+    from test_api_regenerate import make_renders
+
+    from catalog_service.schemas import PresetSchema, RegenerateSchema
+
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    checked = 0
+    for schema, prefix in ((SETTINGS, "f-"), (SETTINGS.fields["cutout"].schema, "f-cutout-")):
+        for key, schema_field in schema.fields.items():
+            for rule in schema_field.validators:
+                if isinstance(rule, validate.Length) and rule.max and isinstance(schema_field, fields.String):
+                    assert _attributes(html, prefix + key)["maxlength"] == str(rule.max), key
+                    checked += 1
+                elif isinstance(rule, validate.Range):
+                    attributes = _attributes(html, prefix + key)
+                    assert (float(attributes["min"]), float(attributes["max"])) == (rule.min, rule.max), key
+                    checked += 1
+    assert checked >= 5
+    template = re.search(r'<template id="preset-template">(.*?)</template>', html, re.S)
+    assert template
+    for key in ("prompt", "text"):
+        (rule,) = [v for v in PresetSchema().fields[key].validators if isinstance(v, validate.Length)]
+        assert _attributes(template.group(1), f"f-presets-__i__-{key}")["maxlength"] == str(rule.max)
+    (prompt_rule,) = [v for v in RegenerateSchema().fields["prompt"].validators if isinstance(v, validate.Length)]
+    make_renders(app, merchant.id, 1)
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:  # prompts go to OpenAI only
+        row = session.get(Shop, merchant.id)
+        row.settings = {**row.settings, "provider": "openai"}
+    renders = merchant.get(f"/shops/{merchant.id}/renders").get_data(as_text=True)
+    boxes = re.findall(r'<textarea[^>]*name="prompt"[^>]*>', renders)
+    assert len(boxes) >= 2, renders
+    assert all(f'maxlength="{prompt_rule.max}"' in box for box in boxes), boxes
+
+
+def test_a_new_preset_starts_with_a_style_the_scene_maker_draws(app, merchant) -> None:
+    """On the compositor, "Add a preset" starts with a style it draws, so saving it as it is works."""
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    template = re.search(r'<template id="preset-template">(.*?)</template>', html, re.S)
+    assert template
+    chosen = re.search(r'<select id="f-presets-__i__-style".*?<option value="(\w+)" selected', template.group(1), re.S)
+    assert chosen and chosen.group(1) == "studio"
 
 
 def test_settings_that_make_nothing_are_refused_naming_the_field(app, merchant) -> None:
@@ -168,7 +239,7 @@ def test_upload_preview_and_delete_a_reference_image(app, merchant) -> None:
     with app.app_context():
         ref_id = app.extensions["catalog_db"].session().scalars(select(ReferenceImage.id)).one()
     settings = settings_with_defaults({})
-    settings["presets"] = [{"name": "launch", "reference_image_ids": [ref_id]}]
+    settings["presets"] = [{"name": "launch", "style": "reference", "reference_image_ids": [ref_id]}]
     assert merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings)).status_code == 302
     deleted = merchant.post(f"/shops/{merchant.id}/reference-images/{ref_id}/delete")
     assert deleted.status_code == 302

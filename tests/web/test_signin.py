@@ -17,7 +17,7 @@ from catalog_service.login_links import make_link
 from catalog_service.models import Shop
 from catalog_service.shops import create_shop
 from catalog_service.signed_links import ASSET_LINK, SIGN_IN, sign
-from merchant import shop_row, sign_in
+from merchant import continue_form, open_link, shop_row, sign_in
 
 
 def link_for(app, shop_id: int, **kwargs) -> str:  # type: ignore[no-untyped-def]
@@ -32,10 +32,11 @@ def add_shop(app, **kwargs) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_a_link_signs_in_once_with_a_safe_cookie(app, client, shop) -> None:
-    """The link opens the settings page; the cookie is HttpOnly and SameSite=Lax; a second use is refused."""
+    """Opened and continued, the link lands on the settings page; the cookie is HttpOnly and SameSite=Lax; a second
+    use is refused."""
     url = link_for(app, shop[0])
-    response = client.get(url)
-    assert response.status_code == 302 and response.headers["Location"].endswith(f"/shops/{shop[0]}/settings")
+    response = open_link(client, url)
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/shops/{shop[0]}/settings")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     page = client.get(f"/shops/{shop[0]}/settings")
@@ -43,6 +44,66 @@ def test_a_link_signs_in_once_with_a_safe_cookie(app, client, shop) -> None:
     client.post("/signout", data={"csrf_token": _csrf(client)})
     again = client.get(url)
     assert again.status_code == 401 and "already used" in again.get_data(as_text=True)
+
+
+def test_opening_a_link_spends_nothing_and_continue_signs_in(app, client, shop) -> None:
+    """A GET (a mail scanner, a chat preview) shows the Continue page and signs no one in, however often; the
+    Continue POST then signs this browser in."""
+    url = link_for(app, shop[0])
+    scanner = app.test_client()
+    for _ in range(3):
+        page = scanner.get(url)
+        assert page.status_code == 200 and ">Continue</button>" in page.get_data(as_text=True)
+    assert scanner.get(f"/shops/{shop[0]}/settings").status_code == 401
+    page = client.get(url)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Sign in to" in html and page.headers["Cache-Control"] == "no-store"
+    assert client.get(f"/shops/{shop[0]}/settings").status_code == 401
+    response = client.post("/signin", data=continue_form(html))
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/shops/{shop[0]}/settings")
+    assert client.get(f"/shops/{shop[0]}/settings").status_code == 200
+
+
+def test_a_head_request_spends_nothing(app, client, shop) -> None:
+    """HEAD, which some link checkers send, is answered like the page and leaves the link unspent."""
+    url = link_for(app, shop[0])
+    assert client.head(url).status_code == 200
+    assert open_link(client, url).status_code == 303
+
+
+def test_continue_needs_the_pages_csrf_token(app, client, shop) -> None:
+    """A POST of the token without the Continue page's CSRF token (another site's form, a browser that never opened
+    the page) is refused and spends nothing: the link still signs in from its own page."""
+    url = link_for(app, shop[0])
+    token = continue_form(app.test_client().get(url).get_data(as_text=True))["token"]
+    forged = app.test_client().post("/signin", data={"token": token})
+    assert forged.status_code == 403
+    wrong = app.test_client()
+    wrong.get(url)
+    assert wrong.post("/signin", data={"token": token, "csrf_token": "not-the-token"}).status_code == 403
+    assert open_link(client, url).status_code == 303
+
+
+def test_a_used_or_expired_link_says_so_when_opened(app, client, shop) -> None:
+    """The page shows no Continue button for a link that cannot work: used (401 "already used"), expired (401)."""
+    url = link_for(app, shop[0])
+    assert open_link(client, url).status_code == 303
+    used = app.test_client().get(url)
+    assert used.status_code == 401 and "already used" in used.get_data(as_text=True)
+    assert ">Continue</button>" not in used.get_data(as_text=True)
+    expired = app.test_client().get(link_for(app, shop[0], now=time.time() - 1000))
+    assert expired.status_code == 401 and "expired" in expired.get_data(as_text=True)
+
+
+def test_a_continue_page_whose_link_was_used_meanwhile_is_refused(app, client, shop) -> None:
+    """Two browsers open the same link: the first to continue signs in, the second is told the link was used."""
+    url = link_for(app, shop[0])
+    other = app.test_client()
+    first, second = client.get(url), other.get(url)
+    assert client.post("/signin", data=continue_form(first.get_data(as_text=True))).status_code == 303
+    late = other.post("/signin", data=continue_form(second.get_data(as_text=True)))
+    assert late.status_code == 401 and "already used" in late.get_data(as_text=True)
+    assert other.get(f"/shops/{shop[0]}/settings").status_code == 401
 
 
 def _csrf(client) -> str:  # type: ignore[no-untyped-def]
@@ -96,8 +157,8 @@ def test_links_and_sessions_made_before_a_key_rotation_still_work(app, client, a
                           "secret_key_fallbacks": str(app_config["secret_key"])})
     try:
         fresh = rotated.test_client()
-        assert fresh.get(old_link).status_code == 302
-        assert fresh.get(old_link).status_code == 401
+        assert open_link(fresh, old_link).status_code == 303
+        assert open_link(fresh, old_link).status_code == 401
         carried = rotated.test_client()
         carried.set_cookie("session", old_session.value)
         assert carried.get(f"/shops/{shop[0]}/settings").status_code == 200
@@ -118,8 +179,8 @@ def test_secure_cookie_behind_https(app_config, redis, shop) -> None:  # type: i
 
     secure = create_app({**app_config, "public_url": "https://catalog.example.com"})
     try:
-        response = secure.test_client().get(link_for(secure, shop[0]))
-        assert response.status_code == 302 and "Secure" in response.headers["Set-Cookie"]
+        response = open_link(secure.test_client(), link_for(secure, shop[0]))
+        assert response.status_code == 303 and "Secure" in response.headers["Set-Cookie"]
     finally:
         secure.extensions["catalog"].close()
 
@@ -190,7 +251,7 @@ def test_platforms_fetch_a_link_with_the_api_key(client, shop) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["url"].startswith("http://localhost:8000/signin?token=") and body["expires_at"].endswith("+00:00")
-    assert client.get(body["url"]).status_code == 302
+    assert open_link(client, body["url"]).status_code == 303
 
 
 def test_the_api_gives_no_link_for_another_shop_or_without_a_key(app, client, shop) -> None:
@@ -210,7 +271,7 @@ def test_the_command_prints_a_working_link(app, client, shop, app_config, monkey
     monkeypatch.setenv("CATALOG_SCENE_PROVIDER", "compositor")
     result = CliRunner().invoke(main, ["shops", "login-link", str(shop[0])], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert client.get(result.output.strip()).status_code == 302
+    assert open_link(client, result.output.strip()).status_code == 303
     missing = CliRunner().invoke(main, ["shops", "login-link", "999"])
     assert missing.exit_code == 1 and "no active shop 999" in missing.output
 
@@ -311,7 +372,7 @@ def _opens(app, cookie: str, link: str, shop_id: int) -> list[str]:  # type: ign
         opened.append("page")
     if carried.get(f"/api/v1/shops/{shop_id}/renders").status_code == 200:
         opened.append("api")
-    if app.test_client().get(link).status_code == 302:
+    if app.test_client().get(link).status_code == 200 or open_link(app.test_client(), link).status_code == 303:
         opened.append("link")
     return opened
 
@@ -344,9 +405,9 @@ def test_a_shop_given_a_deleted_shops_id_is_not_opened_by_its_cookie_or_link(app
 def test_a_used_link_stays_used_after_redis_loses_its_data(app, client, shop, redis) -> None:
     """Spent links are recorded in the database: a Redis flush does not make a used link work again."""
     url = link_for(app, shop[0])
-    assert client.get(url).status_code == 302
+    assert open_link(client, url).status_code == 303
     redis.flushall()
-    again = app.test_client().get(url)
+    again = open_link(app.test_client(), url)
     assert again.status_code == 401 and "already used" in again.get_data(as_text=True)
 
 

@@ -65,14 +65,20 @@
           list.insertBefore(fresh, list.firstElementChild);
         }
         watch(fresh);
+        sweep(fresh);
         return fresh;
       });
   }
 
+  function busy(card) {
+    // Still making images, or still sending them: either may change what the card says.
+    return ["queued", "running"].indexOf(card.getAttribute("data-status")) >= 0 ||
+      ["pending", "retrying"].indexOf(card.getAttribute("data-push-status")) >= 0;
+  }
+
   function watch(card) {
     var id = card.getAttribute("data-render-id");
-    var status = card.getAttribute("data-status");
-    if (status !== "queued" && status !== "running") return;
+    if (!busy(card)) return;
     if (polling[id]) return;
     polling[id] = true;
     var failures = 0;
@@ -81,9 +87,11 @@
         api("GET", "/api/v1/renders/" + id).then(function (render) {
           failures = 0;
           var current = document.getElementById("render-" + id);
-          var finished = ["queued", "running"].indexOf(render.status) < 0;
           if (!current) { polling[id] = false; return; }
-          if (render.status !== current.getAttribute("data-status") || finished) {
+          var changed = render.status !== current.getAttribute("data-status") ||
+            render.push.status !== current.getAttribute("data-push-status") ||
+            String(render.push.attempts) !== current.getAttribute("data-push-attempts");
+          if (changed) {
             polling[id] = false;
             return replaceCard(id);
           }
@@ -98,6 +106,29 @@
   }
 
   list.querySelectorAll("[data-render-id]").forEach(watch);
+
+  // A photo that can no longer be loaded becomes a placeholder that says why, not a broken-image icon.
+  function missing(img) {
+    var box = document.createElement("div");
+    box.className = "thumb-missing";
+    box.setAttribute("role", "img");
+    box.setAttribute("aria-label", img.getAttribute("alt") + ": " + img.getAttribute("data-missing"));
+    box.textContent = img.getAttribute("data-missing");
+    var link = img.closest("a");
+    (link || img).replaceWith(box);
+  }
+  document.addEventListener("error", function (event) {
+    var img = event.target;
+    if (img.tagName === "IMG" && img.hasAttribute("data-missing")) missing(img);
+  }, true);
+  function sweep(root) {
+    // Images that failed before the page's script ran (it is deferred), or while a fresh card was not yet
+    // in the page, fired their error where the listener above could not hear it.
+    root.querySelectorAll("img[data-missing]").forEach(function (img) {
+      if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) missing(img);
+    });
+  }
+  sweep(list);
 
   document.addEventListener("submit", function (event) {
     var form = event.target.closest("[data-regenerate-form]");
@@ -136,9 +167,20 @@
     var path = button.hasAttribute("data-push")
       ? "/api/v1/renders/" + renderId + "/push"
       : "/api/v1/assets/" + button.getAttribute("data-asset-id") + "/" + button.getAttribute("data-asset-action");
+    var body = {};
+    var held = parseInt(button.getAttribute("data-held") || "0", 10);
+    if (held > 0) {
+      // Review mode: held images were never approved, so pushing them is the merchant's explicit choice.
+      var failed = card.querySelectorAll("[data-push-status=failed]").length;
+      var approve = window.confirm(held + (held === 1 ? " image waits" : " images wait") + " for your review. " +
+        "OK approves " + (held === 1 ? "it" : "them") + " and sends " + (held === 1 ? "it" : "them") + " to your shop; " +
+        (failed ? "Cancel sends only the " + failed + " that could not be sent before." : "Cancel sends nothing."));
+      if (!approve && !failed) { say(card, "Nothing sent: approve images one by one, or push again."); return; }
+      if (approve) body.approve_held = true;
+    }
     button.disabled = true;
     say(card, "Working…");
-    api("POST", path, {})
+    api("POST", path, body)
       .then(function () { return replaceCard(renderId); })
       .then(function (fresh) {
         say(fresh, button.hasAttribute("data-push") ? "Sending to your shop." : "Done.");
@@ -147,4 +189,82 @@
       })
       .catch(function (error) { button.disabled = false; say(card, error.message, true); });
   });
+
+  // --- review many at once: tick images, then approve or reject them in one request ----------------------
+  var bar = document.querySelector("[data-bulk-bar]");
+  if (bar) {
+    var all = bar.querySelector("[data-bulk-all]");
+    var picked = function () { return Array.prototype.slice.call(list.querySelectorAll("[data-bulk-asset]:checked")); };
+    var update = function () {
+      var count = picked().length;
+      bar.querySelector("[data-bulk-count]").textContent = count + " selected";
+      bar.querySelectorAll("[data-bulk-action]").forEach(function (b) { b.disabled = count === 0; });
+      var boxes = list.querySelectorAll("[data-bulk-asset]");
+      all.checked = boxes.length > 0 && count === boxes.length;
+    };
+    list.addEventListener("change", function (event) {
+      if (event.target.matches("[data-bulk-asset]")) update();
+    });
+    all.addEventListener("change", function () {
+      list.querySelectorAll("[data-bulk-asset]").forEach(function (box) { box.checked = all.checked; });
+      update();
+    });
+    bar.addEventListener("click", function (event) {
+      var button = event.target.closest("[data-bulk-action]");
+      if (!button) return;
+      var boxes = picked();
+      var ids = boxes.map(function (box) { return parseInt(box.value, 10); });
+      var renders = {};
+      boxes.forEach(function (box) { renders[box.closest("[data-render-id]").getAttribute("data-render-id")] = true; });
+      var action = button.getAttribute("data-bulk-action");
+      var message = bar.querySelector("[data-bulk-message]");
+      message.classList.remove("error");
+      message.textContent = "Working…";
+      button.disabled = true;
+      api("POST", "/api/v1/shops/" + shopId + "/assets/" + action, {asset_ids: ids})
+        .then(function (answer) {
+          var problems = answer.assets.filter(function (r) { return r.error; })
+            .map(function (r) { return "#" + r.asset_id + ": " + r.error.message; });
+          message.textContent = (action === "approve" ? "Approved " : "Rejected ") + answer.done + " of " +
+            ids.length + (action === "approve" && answer.done ? "; sending to your shop." : ".") +
+            (problems.length ? " Not done: " + problems.join(" ") : "");
+          message.classList.toggle("error", problems.length > 0);
+          return Promise.all(Object.keys(renders).map(function (id) { return replaceCard(id); }));
+        })
+        .catch(function (error) { message.textContent = error.message; message.classList.add("error"); })
+        .then(update);
+    });
+    update();
+  }
+
+  // --- the regenerate picker searches the whole catalog, one capped page at a time ----------------------
+  var search = document.querySelector("[data-product-search]");
+  if (search) {
+    var picker = document.getElementById("regen-product");
+    var help = document.querySelector("[data-product-help]");
+    var timer = null;
+    var asked = 0;
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var mine = ++asked;
+        var q = search.value.trim();
+        api("GET", "/api/v1/shops/" + shopId + "/products?limit=20&q=" + encodeURIComponent(q))
+          .then(function (answer) {
+            if (mine !== asked) return; // a later search answered first
+            picker.innerHTML = "";
+            answer.products.forEach(function (product) {
+              var option = document.createElement("option");
+              option.value = product.id;
+              option.textContent = (product.title || "Untitled") + " (" + product.id + ")";
+              picker.appendChild(option);
+            });
+            help.textContent = !answer.products.length ? "No product matches “" + q + "”."
+              : answer.more ? "The first " + answer.products.length + " matches; type more to narrow the search."
+              : answer.products.length + (answer.products.length === 1 ? " product matches." : " products match.");
+          })
+          .catch(function (error) { help.textContent = error.message; });
+      }, 250);
+    });
+  }
 })();
