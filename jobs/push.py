@@ -37,7 +37,7 @@ KIND_LABELS = {"cutout": "cutout", "white": "white background", "scene": "scene"
 PRODUCT_LOCK_WAIT_S = 60
 """Longest a push waits for another push to the same product before it is retried later."""
 
-PRODUCT_LOCK_TTL_S = 30
+PRODUCT_LOCK_TTL_S = 10
 """Lifetime of a product's push lock; the running push renews it, a dead one's lapses after this."""
 
 
