@@ -56,6 +56,14 @@ def needs_reauth(shop: Shop, *, now: float | None = None) -> bool:
     return isinstance(lapses, (int, float)) and lapses - now < REAUTH_WARNING_S
 
 
+def _refused_before(shop: Shop) -> None:
+    """A shop whose refresh Shopify refused waits for the merchant: asking again cannot succeed until they
+    open the app (the install callback then stores a new pair without the mark)."""
+    if stored_credentials(shop).get("needs_reauth"):
+        raise AuthRevoked(f"Shopify refused to renew our access to {shop.domain}: the merchant must open the app "
+                          "again to re-authorise it, then send the images again.")
+
+
 def token_for(shop: Shop, config: Config, db: Database | None, *, now: float | None = None) -> str:
     """The access token a connector starts with: the stored one, refreshed first when it expires within the margin.
 
@@ -63,6 +71,7 @@ def token_for(shop: Shop, config: Config, db: Database | None, *, now: float | N
     """
     if not shop.access_token:
         raise AuthRevoked(NO_TOKEN)
+    _refused_before(shop)
     now = time.time() if now is None else now
     if db is None or not _due(shop, now):
         return shop.access_token
@@ -131,6 +140,7 @@ def _renew(session: Session, shop_id: int, config: Config, now: float, rejected:
         .with_for_update().execution_options(populate_existing=True))
     if shop is None or not shop.access_token:
         raise AuthRevoked(NO_TOKEN)
+    _refused_before(shop)
     if not _due(shop, now, rejected):
         return shop.access_token  # still good, or another worker refreshed it while we waited for the lock
     stored = stored_credentials(shop)

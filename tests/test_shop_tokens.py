@@ -153,6 +153,24 @@ def test_a_refused_refresh_marks_the_shop_needs_reauth(app, fake) -> None:
     db.remove()
 
 
+def test_a_shop_whose_refresh_was_refused_waits_without_asking_shopify_again(app, fake) -> None:
+    """Once Shopify refused the refresh, pushes fail at once with what to do, and no request reaches Shopify."""
+    shop_id = expiring_shop(app, fake, expires_in=30)
+    fake.refresh_tokens.clear()
+    db, config = app.extensions["catalog_db"], app.extensions["catalog"].config
+    with db.transaction() as session:
+        with pytest.raises(AuthRevoked):
+            connector_for(session.get(Shop, shop_id), config, db)
+    db.remove()
+    asked = len(fake.requests)
+    for _ in range(3):  # the push's retries and the merchant's "Send again" before re-authorising
+        with db.transaction() as session:
+            with pytest.raises(AuthRevoked, match="open the app"):
+                connector_for(session.get(Shop, shop_id), config, db)
+        db.remove()
+    assert len(fake.requests) == asked
+
+
 @pytest.mark.parametrize(("lapses_in_days", "marked"), [(3, True), (30, False)])
 def test_a_refresh_token_lapsing_within_a_week_shows_on_the_page_and_in_shops_list(
         app, client, fake, worker_env, monkeypatch, lapses_in_days: int, marked: bool) -> None:
