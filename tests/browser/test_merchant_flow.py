@@ -5,143 +5,26 @@ Screenshots land in tests/artifacts/ (ignored by git) so a reader can look at th
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from catalog_service.app import create_app
+from browsing import browser_errors, continue_sign_in, field, images_loaded, save_settings, shot, wait
 from catalog_service.models import Asset, Product, PushStatus, ReferenceImage, Render, Shop, SourceImage
 from catalog_service.shops import create_shop
 from support import run_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-WAIT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def live(app_config: dict[str, object], redis, model_session) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    """The real app behind a real HTTP server on loopback; public_url points at it."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app({**app_config, "public_url": base})
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-
-    class Live:
-        pass
-
-    live = Live()
-    live.app, live.base, live.redis = app, base, redis  # type: ignore[attr-defined]
-    yield live
-    server.shutdown()
-    server.server_close()
-    app.extensions["catalog"].close()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    """Headless Debian Chromium driven by Debian's chromedriver (explicit paths: nothing is downloaded)."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run `make test` (scripts/ensure-chromium installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(WAIT_S)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-def shot(driver: webdriver.Chrome, name: str) -> Path:
-    """A full-page screenshot into tests/artifacts/."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    width = driver.get_window_size()["width"]
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    original = driver.get_window_size()
-    driver.set_window_size(width, min(max(int(height) + 140, 600), 6000))
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    driver.set_window_size(original["width"], original["height"])
-    return path
-
-
-def wait(driver: webdriver.Chrome, condition, message: str, timeout: float = WAIT_S):  # type: ignore[no-untyped-def]
-    # Cards are swapped in by the page's script while we look: a stale element just means "look again".
-    return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
-
-
-def browser_errors(driver: webdriver.Chrome) -> list[str]:
-    """Console errors (failed loads, CSP violations, script errors) since the last call."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def field(driver: webdriver.Chrome, element_id: str):  # type: ignore[no-untyped-def]
-    element = driver.find_element(By.ID, element_id)
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-    return element
-
-
-def save_settings(driver: webdriver.Chrome) -> None:
-    """Submit the settings form and wait for the next page (not the old one's banner) to say it saved."""
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.CSS_SELECTOR, "#settings-form button[type=submit]").click()
-    wait(driver, staleness_of(page), "the form was not submitted")
-    wait(driver, lambda d: "Settings saved." in d.find_element(By.TAG_NAME, "main").text, "not saved")
-
-
-def continue_sign_in(driver: webdriver.Chrome, url: str, *, shot_name: str = "") -> None:
-    """Open a sign-in link and press its Continue button (opening it alone signs no one in)."""
-    driver.get(url)
-    button = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#signin-form button[type=submit]"),
-                  "no Continue button")[0]
-    assert button.text == "Continue"
-    if shot_name:
-        shot(driver, shot_name)
-    button.click()
-
-
-def images_loaded(driver: webdriver.Chrome, css: str) -> bool:
-    return bool(driver.execute_script(
-        "const imgs = [...document.querySelectorAll(arguments[0])];"
-        "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);", css))
 
 
 def test_a_merchant_signs_in_sets_up_regenerates_and_approves(live, browser, image_server) -> None:

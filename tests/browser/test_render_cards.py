@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-import requests
-from browser.test_merchant_flow import browser, browser_errors, live, shot, wait  # noqa: F401 (fixtures)
 from PIL import Image
 from selenium.webdriver.common.by import By
 
+from browsing import browser_errors, shot, sign_in, wait
 from catalog_service.models import Asset, AssetKind, Product, PushStatus, Render, RenderStatus, SourceImage
 from catalog_service.shops import create_shop
 from support import run_jobs
@@ -49,20 +48,7 @@ def seed(app, photo: str) -> tuple[int, str, int, int]:  # type: ignore[no-untyp
         return shop.id, api_key, rows[0], rows[1]
 
 
-def sign_in(driver, base: str, shop_id: int, api_key: str) -> None:  # type: ignore[no-untyped-def]
-    """Open a fresh sign-in link in the browser (pressing its Continue button when it has one)."""
-    answer = requests.post(f"{base}/api/v1/shops/{shop_id}/login-link",
-                           headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    driver.get(answer.json()["url"])
-    # A sign-in page may ask for a click before it spends the link.
-    if "/signin" in driver.current_url:
-        for button in driver.find_elements(By.CSS_SELECTOR, "main form button[type=submit]")[:1]:
-            button.click()
-    wait(driver, lambda d: f"/shops/{shop_id}/" in d.current_url and "signin" not in d.current_url, "not signed in")
-
-
-def test_cards_say_what_happened_and_never_show_a_broken_image(live, browser, image_server) -> None:  # noqa: F811
+def test_cards_say_what_happened_and_never_show_a_broken_image(live, browser, image_server) -> None:
     """Not sent is not "Done"; the store's words once; send again works; missing photos become placeholders."""
     app, base = live.app, live.base
     shop_id, api_key, not_sent, gone = seed(app, image_server.base + "/deleted-photo.jpg")

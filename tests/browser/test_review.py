@@ -7,12 +7,12 @@ import io
 
 import pytest
 import requests
-from browser.test_merchant_flow import browser, browser_errors, live, shot, wait  # noqa: F401 (fixtures)
 from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import alert_is_present
 from selenium.webdriver.support.ui import Select
 
+from browsing import browser_errors, shot, sign_in, wait
 from catalog_service.models import Asset, AssetKind, Product, PushStatus, Render, RenderStatus, Shop, SourceImage
 from catalog_service.schemas import settings_with_defaults
 from catalog_service.shops import create_shop
@@ -58,16 +58,6 @@ def seed(app, photo: str) -> tuple[int, str, dict[str, int]]:  # type: ignore[no
         return shop.id, api_key, renders
 
 
-def sign_in(driver, base: str, shop_id: int, api_key: str) -> None:  # type: ignore[no-untyped-def]
-    answer = requests.post(f"{base}/api/v1/shops/{shop_id}/login-link",
-                           headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    driver.get(answer.json()["url"])
-    if "/signin" in driver.current_url:  # a sign-in page that asks for a click before it spends the link
-        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait(driver, lambda d: f"/shops/{shop_id}/" in d.current_url, "not signed in")
-
-
 def statuses(app, render_id: int) -> list[str]:  # type: ignore[no-untyped-def]
     with app.app_context():
         session = app.extensions["catalog_db"].session()
@@ -88,7 +78,7 @@ def shown(driver) -> list[int]:  # type: ignore[no-untyped-def]
     return [int(card.get_attribute("data-render-id")) for card in driver.find_elements(By.CSS_SELECTOR, ".render-card")]
 
 
-def test_a_merchant_reviews_many_images_filters_and_finds_any_product(live, browser, image_server) -> None:  # noqa: F811
+def test_a_merchant_reviews_many_images_filters_and_finds_any_product(live, browser, image_server) -> None:
     """Filter by status and product; approve and reject in bulk; "push now" asks before sending held images;
     the regenerate picker finds a product beyond the first page."""
     app, base = live.app, live.base

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image, ImageStat
-from render_sources import FIXTURES, two_renders_of_a_changed_photo
 
 from catalog_service.imaging.thumbnail import SOURCE_THUMB_MAX_SIDE
+from render_sources import FIXTURES, two_renders_of_a_changed_photo
 
 
 def mean_colour(data: bytes) -> list[float]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 
 import pytest
-from render_sources import two_renders_of_a_changed_photo
 
 from catalog_service.models import Render
+from render_sources import two_renders_of_a_changed_photo
 
 
 @pytest.mark.slow
