@@ -24,9 +24,9 @@ def distance(one: list[float], two: list[float]) -> float:
 def fetch(client, url: str) -> bytes:  # type: ignore[no-untyped-def]
     """A signed link of ours, fetched through the app."""
     parts = urlsplit(url)
-    response = client.get(f"{parts.path}?{parts.query}")
-    assert response.status_code == 200
-    return bytes(response.data)
+    with client.get(f"{parts.path}?{parts.query}") as response:  # closed: the app serves the file itself
+        assert response.status_code == 200
+        return bytes(response.data)
 
 
 @pytest.mark.slow
