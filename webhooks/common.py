@@ -20,7 +20,7 @@ from catalog_service import intake
 from catalog_service.current import services
 from catalog_service.db import Database
 from catalog_service.intake import IntakeResult, ShopRef
-from catalog_service.schemas import ImageRef, ProductEvent, image_id
+from catalog_service.schemas import ImageRef, ProductEvent, image_id, unstorable_text
 from jobs.queues import enqueue_render
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,9 @@ def json_body(body: bytes) -> Any:
     if _depth(payload) > MAX_JSON_DEPTH:
         abort(400, f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
     # Text the database cannot hold (NUL; a lone surrogate, which is not UTF-8) is the sender's error: refuse
-    # it here rather than fail at the database. Both can only arrive as JSON escapes.
-    if b"\\u0000" in body and _has_text(payload, _has_nul_char):
-        abort(400, "Text fields must not contain NUL (\\u0000) characters.")
-    if (b"\\ud" in body or b"\\uD" in body) and _has_text(payload, _not_utf8):
-        abort(400, "Text fields must be valid Unicode: a lone surrogate (\\ud800-\\udfff) is not a character.")
+    # it here rather than fail at the database. Both can only arrive as JSON escapes, so most bodies skip the walk.
+    if (b"\\u0000" in body or b"\\ud" in body or b"\\uD" in body) and (problems := unstorable_text(payload)):
+        abort(400, f"Some text cannot be stored: {json.dumps(problems, sort_keys=True)}")
     return payload
 
 
@@ -166,34 +164,6 @@ def run_intake(
     if queued is not None:
         body["queued"] = queued
     return jsonify(body), 200
-
-
-def _has_nul_char(text: str) -> bool:
-    return "\x00" in text
-
-
-def _not_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _has_text(value: Any, bad: Callable[[str], bool]) -> bool:
-    """Whether any string in a parsed JSON document (keys included) is `bad`."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if bad(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def _depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
