@@ -164,23 +164,22 @@ def _run_jobs(svc: Services, render_id: int, *, queued: bool, echo: Callable[[st
         echo(f"[4/6] cutout: Redis does not answer at {redis_url}: running the jobs in-process instead; "
              "loading the model, fetching the photo, removing its background")
     services.install(svc)
-    if on_rq:
-        try:
-            run_worker(svc, (RENDERS,), burst=True)
-        except RedisError as exc:
-            echo(f"Redis stopped answering ({exc}); running the rest in-process")
-            on_rq = False
-    if not on_rq:
-        render_product(render_id)
+
+    def run(queue: str, job: Callable[[int], None]) -> None:
+        """The queue's job on a burst worker while Redis answers; in this process once it does not."""
+        nonlocal on_rq
+        if on_rq:
+            try:
+                run_worker(svc, (queue,), burst=True)
+                return
+            except RedisError as exc:
+                echo(f"Redis stopped answering ({exc}); running the rest in-process")
+                on_rq = False
+        job(render_id)
+
+    run(RENDERS, render_product)
     _echo_render(svc, render_id, echo)
-    if on_rq:
-        try:
-            run_worker(svc, (PUSHES,), burst=True)
-        except RedisError as exc:
-            echo(f"Redis stopped answering ({exc}); running the rest in-process")
-            on_rq = False
-    if not on_rq:
-        push_render(render_id)
+    run(PUSHES, push_render)
     pushed = svc.db.session().scalars(
         select(Asset).where(Asset.render_id == render_id, Asset.push_status == PushStatus.PUSHED)).all()
     echo(f"[6/6] push: {len(pushed)} files written to the folder store (the demo's shop) in "
