@@ -6,9 +6,6 @@ import dataclasses
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,11 +20,9 @@ from sqlalchemy.pool import NullPool
 from catalog_service.app import create_app
 from catalog_service.db import upgrade
 from catalog_service.models import Base
+from support import free_port, start_redis, stop_redis
 
 ROOT = Path(__file__).resolve().parents[1]
-# Test helpers that several test packages share (tests/fakes/) import as top-level modules.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL_DIR = ROOT / "var" / "models"
 SECRET = "test-secret-key-not-for-production"
@@ -37,40 +32,15 @@ SHOPIFY_SECRET = "shpss_test_client_secret"
 POSTGRES_URL = os.environ.get("CATALOG_TEST_POSTGRES_URL", "")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of the suite's own on a free port: tests flush it freely, the shared one is never touched."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed; `make test` installs it")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("the test redis-server did not start")
-            time.sleep(0.05)
-    client.close()
+    port = free_port()
+    process = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=10)
+    stop_redis(process)
 
 
 @pytest.fixture

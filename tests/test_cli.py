@@ -132,9 +132,6 @@ def test_demo_without_redis_runs_in_process_and_says_so(env, monkeypatch, model_
 
 def test_shops_add_woocommerce_registers_the_product_webhooks(env) -> None:
     """--register-webhooks creates product.created/updated/deleted in the store, pointing at us, with our secret."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from fakes.woocommerce_server import FakeWooCommerce
 
     assert run("db", "upgrade").exit_code == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -18,18 +17,13 @@ from werkzeug.serving import make_server
 
 from browsing import CHROMEDRIVER, CHROMIUM, WAIT_S
 from catalog_service.app import create_app
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from support import free_port
 
 
 @pytest.fixture
 def live(app_config: dict[str, object], redis, model_session) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     """The real app behind a real HTTP server on loopback; public_url points at it."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = create_app({**app_config, "public_url": base})
     server = make_server("127.0.0.1", port, app, threaded=True)
