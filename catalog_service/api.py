@@ -102,8 +102,9 @@ def owned(model: type, object_id: int) -> Any:
     return row
 
 
-def body_errors(exc: ValidationError) -> ResponseReturnValue:
-    return jsonify(error={"code": 400, "message": "The request body is not valid.", "fields": exc.messages}), 400
+def body_errors(exc: ValidationError, what: str = "request body") -> ResponseReturnValue:
+    """400 naming each field that failed, in the one error shape (`what`: the body, or the query)."""
+    return jsonify(error={"code": 400, "message": f"The {what} is not valid.", "fields": exc.messages}), 400
 
 
 # --- renders ----------------------------------------------------------------------------------------------
@@ -476,7 +477,7 @@ def list_renders(shop_id: int) -> ResponseReturnValue:
         query = RENDER_LIST_QUERY.load(request.args)
         before = decode_cursor(query["cursor"]) if query["cursor"] else None
     except ValidationError as exc:
-        return jsonify(error={"code": 400, "message": "The query is not valid.", "fields": exc.messages}), 400
+        return body_errors(exc, "query")
     statement = (
         select(Render).where(Render.shop_id == shop.id).order_by(Render.id.desc()).limit(query["limit"] + 1)
         .options(selectinload(Render.assets), selectinload(Render.product).selectinload(Product.images))
@@ -600,7 +601,7 @@ def search_products(shop_id: int) -> ResponseReturnValue:
     try:
         query = PRODUCT_SEARCH_QUERY.load(request.args)
     except ValidationError as exc:
-        return jsonify(error={"code": 400, "message": "The query is not valid.", "fields": exc.messages}), 400
+        return body_errors(exc, "query")
     statement = (select(Product).where(Product.shop_id == shop.id, Product.deleted.is_(False))
                  .order_by(Product.updated_at.desc(), Product.id.desc()).limit(query["limit"] + 1)
                  .options(selectinload(Product.images)))
