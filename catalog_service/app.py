@@ -133,7 +133,7 @@ def freeze_for_workers() -> None:
     What is loaded by then (modules, the app, its pools' setup) lives as long as the process. Frozen, the
     cyclic garbage collector stops walking it: each full collection in a worker walked every one of those
     objects and wrote to their pages, which the workers had shared with the arbiter, so the kernel copied
-    them. That cost a webhook about 5% of its CPU under load.
+    them, which cost every webhook CPU under load.
     """
     gc.collect()
     gc.freeze()
