@@ -296,10 +296,13 @@ def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bo
     was asked for, a new one is started once Redis answers again, after waits with capped backoff.
     """
     if not burst:
-        # Until RQ installs its warm-shutdown handler (after the worker registers), no job runs here: a stop
-        # asked for meanwhile (a deploy during start-up or right after a recycle) simply ends the process.
+        # Until RQ installs its warm-shutdown handler (after the worker registers and forks its scheduler), no
+        # job runs here: a stop asked for meanwhile (a deploy during start-up or right after a recycle) ends the
+        # process at once. os._exit, not sys.exit: at exit, multiprocessing would join the scheduler process,
+        # which runs until its worker dies, so the worker would never end; the scheduler gets its SIGTERM from
+        # the kernel when the worker is gone (_die_with_parent).
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: sys.exit(0))
+            signal.signal(signum, _exit_before_work)
     services.install(svc)
     # SimpleWorker runs each job in this process, so the model loaded here serves every job;
     # a forking worker would pay for it again in each child.
@@ -343,6 +346,12 @@ def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bo
             return worked
         if interrupted is not None:
             interrupted.release()
+
+
+def _exit_before_work(_signum: int, _frame: FrameType | None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _stop_on_signal() -> threading.Event:
