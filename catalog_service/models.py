@@ -203,6 +203,14 @@ class Asset(TimestampMixin, Base):
     parent_asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(default=1)
     instruction: Mapped[str | None] = mapped_column(Text)
+    # A paid scene's estimate before the call, shown beside what it cost; None for free assets.
+    estimate_usd: Mapped[float | None]
+    # How faithful the product is in a scene: {"delta_e": mean colour difference, "ssim": structure, "passed"}.
+    fidelity: Mapped[dict[str, Any] | None]
+    # The IPTC Digital Source Type the file is marked with; "" for images no generative model touched.
+    source_type: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Why a scene waits for review even in auto mode ("the product changed: colour difference 9.3").
+    hold_reason: Mapped[str | None] = mapped_column(Text)
 
     render: Mapped[Render] = relationship(back_populates="assets")
 
@@ -257,9 +265,22 @@ class UsageRecord(Base):
     input_image_tokens: Mapped[int] = mapped_column(default=0)
     output_tokens: Mapped[int] = mapped_column(default=0)
     cost_usd: Mapped[float] = mapped_column(default=0.0)
+    size: Mapped[str] = mapped_column(String(16), default="", server_default="")  # WxH asked of the model
+    estimate_usd: Mapped[float | None]  # what was estimated before the call, for calibrating the next estimates
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_usage_shop_created", "shop_id", "created_at"), NEVER_REUSE_IDS)
+
+
+class ModelLifecycle(Base):
+    """A provider's model as the worker last read it (`GET /v1/models`): when it shuts down, if announced."""
+
+    __tablename__ = "model_lifecycle"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shutdown_date: Mapped[dt.date | None]
+    checked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class WebSession(Base):

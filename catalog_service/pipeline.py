@@ -36,6 +36,11 @@ class MadeAsset:
     provider: str = ""
     quality: str = ""
     usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    estimate_usd: float | None = None
+    size: str = ""
+    source_type: str = ""
+    fidelity: dict[str, Any] | None = None  # {"delta_e", "ssim", "passed"} for a generated scene
+    hold_reason: str | None = None  # set when the scene must wait for review whatever the publish mode
 
 
 @dataclasses.dataclass

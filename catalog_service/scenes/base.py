@@ -58,6 +58,17 @@ class ScenePreset:
     surface: str = "marble"  # marble | wood, for the surface style
     text: str = ""  # short exact text for the scene (a badge: "NEW", "-20%")
     text_mode: str = "overlay"  # overlay: drawn by us over the scene; model: rendered by the model
+    # exact: the product's own pixels are laid back over the scene, so the model never redraws it;
+    # model: the model may redraw the product too (stylised scenes), and the fidelity check decides.
+    product_lock: str = "exact"
+
+
+PRODUCT_LOCKS = ("exact", "model")
+
+COMPOSITE_SOURCE = "compositeWithTrainedAlgorithmicMedia"
+"""IPTC Digital Source Type of a scene a model drew around the product's own, real pixels."""
+GENERATED_SOURCE = "trainedAlgorithmicMedia"
+"""IPTC Digital Source Type of a scene in which the model drew the product too."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +98,12 @@ class SceneResult:
     model: str = ""
     cost_usd: float = 0.0
     usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    estimate_usd: float = 0.0  # what estimate_cost said before the call
+    size: str = ""  # the WxH asked of the model ("" for a provider that asks no model)
+    # Where the product stands in the scene: the box (left, top, right, bottom) into which the trimmed cutout
+    # was resized, so the fidelity check compares like with like. None: the provider cannot say.
+    placement: tuple[int, int, int, int] | None = None
+    source_type: str = ""  # COMPOSITE_SOURCE or GENERATED_SOURCE when a generative model touched it; "" if none
 
 
 class SceneProvider(Protocol):
