@@ -5,7 +5,9 @@ size out. Gradients and textures are drawn at reduced resolution with numpy and 
 at reduced size. The only randomness comes from a `seed` argument, so equal inputs give equal pixels.
 
 Every scene is built the same way: backdrop, then `_place` (scale and position the product by a `Layout`),
-then the shared effects (`_reflection`, `_contact_shadow` or `_drop_shadow`), then the product on top.
+then the shared effects (`_reflection`, `contact_shadow` or `_drop_shadow`), then the product on top. The
+reference scene goes through placement.py's `recomposite`, the same light match and matched shadow a generated
+scene gets. `product_box` says where each style puts the product, for the fidelity check.
 """
 
 from __future__ import annotations
@@ -14,17 +16,49 @@ import dataclasses
 import math
 
 import numpy as np
-from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageColor, ImageFilter
 
-Size = tuple[int, int]
-Box = tuple[int, int, int, int]
+from catalog_service.imaging.placement import (
+    ALPHA_VISIBLE,
+    Box,
+    EmptyCutout,
+    Layout,
+    Size,
+    contact_shadow,
+    fit,
+    recomposite,
+    resize_into,
+    shade,
+    trim,
+    visible_size,
+)
+
+__all__ = [
+    "ALPHA_VISIBLE",
+    "BRAND_COLOR",
+    "GRADIENT_LAYOUT",
+    "MATERIALS",
+    "REFERENCE_LAYOUT",
+    "STUDIO_BACKDROP",
+    "STUDIO_LAYOUT",
+    "SURFACE_LAYOUT",
+    "Box",
+    "EmptyCutout",
+    "Layout",
+    "Size",
+    "cover",
+    "gradient",
+    "product_box",
+    "reference_scene",
+    "studio",
+    "surface",
+    "trim",
+]
+
 RGB = tuple[int, int, int]
 
 STUDIO_BACKDROP: RGB = (242, 242, 240)
 BRAND_COLOR = "#3b6ea5"
-
-ALPHA_VISIBLE = 8
-"""Alpha (0-255) below which a cutout pixel counts as background when trimming: rembg leaves faint halos."""
 
 _GRADIENT_SCALE = 8
 """Smooth backdrops (sweeps, vignettes, brand gradients) are drawn at 1/8 of the output size."""
@@ -32,39 +66,21 @@ _GRADIENT_SCALE = 8
 _TEXTURE_SCALE = 2
 """Surface textures (marble veins, wood grain) are drawn at 1/2 of the output size."""
 
-_SHADOW_SCALE = 4
-"""Shadow masks are blurred at up to 1/4 of the output size."""
-
 _SURFACE_EDGE = 0.56
 """Where the tabletop meets the wall in `surface` scenes, as a fraction of the height."""
-
-
-class EmptyCutout(ValueError):
-    """The cutout has no visible pixels: there is no product to place."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where and how large the product goes, as fractions of the frame.
-
-    The product is scaled to the largest size within `max_height` x `max_width` of the frame, centred on
-    `center_x`, with its bottom edge on `base_y` (or centred vertically on `center_y` when `base_y` is None).
-    """
-
-    max_height: float
-    max_width: float
-    center_x: float = 0.5
-    base_y: float | None = None
-    center_y: float = 0.5
-
 
 STUDIO_LAYOUT = Layout(max_height=0.62, max_width=0.56, base_y=0.82)
 SURFACE_LAYOUT = Layout(max_height=0.58, max_width=0.50, base_y=0.80)
 GRADIENT_LAYOUT = Layout(max_height=0.68, max_width=0.58, center_y=0.48)
 REFERENCE_LAYOUT = Layout(max_height=0.46, max_width=0.40, base_y=0.84)
 
-REFERENCE_COLOR_MATCH = 0.2
-"""How far (0-1) the product's brightness, contrast and colour cast move toward the reference photo's."""
+_LAYOUTS = {
+    "studio": STUDIO_LAYOUT,
+    "surface": SURFACE_LAYOUT,
+    "gradient": GRADIENT_LAYOUT,
+    "reference": REFERENCE_LAYOUT,
+}
+"""Each compositor style's layout: `product_box` and the style itself read the same one."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +108,7 @@ def studio(cutout: Image.Image, size: Size, *, backdrop: RGB = STUDIO_BACKDROP) 
     product = trim(cutout)
     canvas = _studio_backdrop(size, backdrop)
     placed, box = _place(product, size, STUDIO_LAYOUT)
-    _contact_shadow(canvas, placed, box, opacity=0.5)
+    contact_shadow(canvas, placed, box, opacity=0.5)
     return _paste(canvas, placed, box)
 
 
@@ -115,7 +131,7 @@ def surface(cutout: Image.Image, size: Size, *, material: str = "marble", seed: 
         depth=finish.reflection_depth,
         blur=finish.reflection_blur * size[1],
     )
-    _contact_shadow(canvas, placed, box, opacity=0.55)
+    contact_shadow(canvas, placed, box, opacity=0.55)
     return _paste(canvas, placed, box)
 
 
@@ -130,25 +146,23 @@ def gradient(cutout: Image.Image, size: Size, *, color: str = BRAND_COLOR) -> Im
 
 
 def reference_scene(cutout: Image.Image, reference: Image.Image, size: Size) -> Image.Image:
-    """The product standing in the lower part of a merchant's photo, its colours nudged toward the photo's."""
-    product = trim(cutout)
-    canvas = cover(reference, size)
-    placed, box = _place(product, size, REFERENCE_LAYOUT)
-    placed = match_colors(placed, canvas, strength=REFERENCE_COLOR_MATCH)
-    _contact_shadow(canvas, placed, box, opacity=0.5)
-    return _paste(canvas, placed, box)
+    """The product standing in the lower part of a merchant's photo, with a shadow matched to the photo.
+
+    The product keeps its own pixels; the photo's light is nudged toward the product's (`recomposite`), as
+    for a generated scene. There is no model redraw here, so no ghost to soften.
+    """
+    box = product_box(cutout, size, "reference")
+    return recomposite(cover(reference, size), cutout, box, ghosts=False)
 
 
 # --- public helpers ---------------------------------------------------------------------------------------
 
 
-def trim(cutout: Image.Image) -> Image.Image:
-    """The RGBA cutout cropped to its visible pixels; EmptyCutout when there are none."""
-    rgba = cutout if cutout.mode == "RGBA" else cutout.convert("RGBA")
-    box = rgba.getchannel("A").point(_VISIBLE_LUT).getbbox()
-    if box is None:
-        raise EmptyCutout("the cutout is fully transparent: no product to place in a scene")
-    return rgba.crop(box)
+def product_box(cutout: Image.Image, size: Size, style: str) -> Box:
+    """The box (left, top, right, bottom) the scene style `style` resizes the trimmed product into."""
+    if style not in _LAYOUTS:
+        raise ValueError(f"unknown scene style {style!r} (one of {', '.join(_LAYOUTS)})")
+    return fit(visible_size(cutout), size, _LAYOUTS[style])
 
 
 def cover(image: Image.Image, size: Size) -> Image.Image:
@@ -162,55 +176,13 @@ def cover(image: Image.Image, size: Size) -> Image.Image:
     return rgb.resize(size, Image.Resampling.BICUBIC, box=(left, top, left + crop_w, top + crop_h), reducing_gap=2.0)
 
 
-def match_colors(product: Image.Image, scene: Image.Image, *, strength: float) -> Image.Image:
-    """`product` (RGBA) moved `strength` (0-1) of the way toward the light of `scene`.
-
-    The product's brightness mean and spread move toward the scene's, and each channel is scaled toward the
-    scene's colour cast (its channel means relative to its grey). Matching each channel's mean directly would
-    tint a product's neutral parts against its own dominant colour (a red bottle's black cap turning teal);
-    this keeps the product's colours and only lights them like the scene.
-    """
-    rgba = np.asarray(_thumbnail(product), dtype=np.float64)
-    weights = rgba[..., 3].ravel() / 255.0
-    if weights.sum() < 1e-6:
-        return product
-    product_luma = rgba[..., :3].reshape(-1, 3) @ _LUMA
-    p_mean = float(np.average(product_luma, weights=weights))
-    p_std = math.sqrt(float(np.average((product_luma - p_mean) ** 2, weights=weights)))
-    scene_px = np.asarray(_thumbnail(scene.convert("RGB")), dtype=np.float64).reshape(-1, 3)
-    scene_luma = scene_px @ _LUMA
-    s_mean, s_std = float(scene_luma.mean()), float(scene_luma.std())
-    # Never stretch a flat product's spread (or flatten a busy one's) by more than a bit.
-    contrast = 1.0 + strength * (min(max((s_std + 1.0) / (p_std + 1.0), 0.75), 1.33) - 1.0)
-    shift = strength * (s_mean - p_mean)
-    cast = np.clip(scene_px.mean(axis=0) / max(s_mean, 1.0), 0.5, 2.0)
-    gains = 1.0 + strength * (cast - 1.0)
-    gains = gains / float(gains @ _LUMA)  # the cast changes colour, not brightness
-    levels = (np.arange(256, dtype=np.float64) - p_mean) * contrast + p_mean + shift
-    table: list[int] = []
-    for gain in gains:
-        table.extend(np.clip(np.rint(levels * gain), 0, 255).astype(int).tolist())
-    table.extend(range(256))  # alpha unchanged
-    return product.point(table)
-
-
 # --- placement and shared effects -------------------------------------------------------------------------
 
 
 def _place(product: Image.Image, size: Size, layout: Layout) -> tuple[Image.Image, Box]:
     """The product scaled to fit the layout, and the box (left, top, right, bottom) it occupies in the frame."""
-    width, height = size
-    src_w, src_h = product.size
-    scale = min(layout.max_height * height / src_h, layout.max_width * width / src_w)
-    new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
-    if (new_w, new_h) != product.size:
-        product = product.resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    left = round(layout.center_x * width - new_w / 2)
-    if layout.base_y is None:
-        top = round(layout.center_y * height - new_h / 2)
-    else:
-        top = round(layout.base_y * height) - new_h
-    return product, (left, top, left + new_w, top + new_h)
+    box = fit(product.size, size, layout)
+    return resize_into(product, box), box
 
 
 def _paste(canvas: Image.Image, product: Image.Image, box: Box) -> Image.Image:
@@ -219,58 +191,11 @@ def _paste(canvas: Image.Image, product: Image.Image, box: Box) -> Image.Image:
     return canvas
 
 
-def _shade(canvas: Image.Image, mask: Image.Image, origin: tuple[float, float], *, blur: float, opacity: float) -> None:
-    """Darken `canvas` in place under a blurred `mask` (L) whose top-left corner sits at `origin`.
-
-    The mask is padded, shrunk, blurred and grown back, so a wide blur costs little; only the padded
-    mask's area of the canvas is touched.
-    """
-    pad = math.ceil(2 * blur) + 2
-    mask_w, mask_h = mask.size
-    padded = Image.new("L", (mask_w + 2 * pad, mask_h + 2 * pad))
-    padded.paste(mask, (pad, pad))
-    shrink = max(1, min(_SHADOW_SCALE, int(blur // 2)))
-    small = padded.reduce(shrink) if shrink > 1 else padded
-    soft = small.filter(ImageFilter.GaussianBlur(blur / shrink)).resize(padded.size, Image.Resampling.BILINEAR)
-    left, top = round(origin[0]) - pad, round(origin[1]) - pad
-    right, bottom = left + padded.width, top + padded.height
-    region = (max(0, left), max(0, top), min(canvas.width, right), min(canvas.height, bottom))
-    if region[0] >= region[2] or region[1] >= region[3]:
-        return
-    soft = soft.crop((region[0] - left, region[1] - top, region[2] - left, region[3] - top))
-    shade = soft.point([255 - round(opacity * value) for value in range(256)])
-    darkened = ImageChops.multiply(canvas.crop(region), Image.merge("RGB", (shade, shade, shade)))
-    canvas.paste(darkened, region[:2])
-
-
-def _contact_shadow(canvas: Image.Image, product: Image.Image, box: Box, *, opacity: float) -> None:
-    """A soft pool on the floor under the product's footprint, darkest in a thin line where it touches."""
-    left, _, _, base = box
-    width, height = product.size
-    alpha = np.asarray(product.getchannel("A"))
-    band = max(2, round(height * 0.03))
-    footprint = alpha[height - band :].max(axis=0)
-    columns = np.flatnonzero(footprint > 64)
-    foot_left, foot_right = (int(columns[0]), int(columns[-1]) + 1) if columns.size else (0, width)
-    foot_w = foot_right - foot_left
-    # The pool: a flat ellipse a little wider than the footprint, as a floor seen at a low angle.
-    pool_w = foot_w * 1.1 + width * 0.12
-    pool_h = max(4.0, pool_w * 0.12)
-    pool = Image.new("L", (math.ceil(pool_w), math.ceil(pool_h)))
-    ImageDraw.Draw(pool).ellipse((0, 0, pool.width - 1, pool.height - 1), fill=255)
-    pool_x = left + foot_left + foot_w / 2 - pool.width / 2
-    _shade(canvas, pool, (pool_x, base - pool.height * 0.45), blur=pool_h * 0.55, opacity=opacity * 0.6)
-    # The contact line: the footprint itself squashed to a few pixels at the base.
-    line_h = max(2, round(height * 0.012))
-    line = Image.fromarray(np.ascontiguousarray(footprint[None, :])).resize((width, line_h), Image.Resampling.NEAREST)
-    _shade(canvas, line, (left, base - line_h / 2), blur=max(1.5, height * 0.01), opacity=opacity)
-
-
 def _drop_shadow(
     canvas: Image.Image, product: Image.Image, box: Box, *, offset: tuple[float, float], blur: float, opacity: float
 ) -> None:
     """The product's silhouette, offset and blurred, as a shadow behind it."""
-    _shade(canvas, product.getchannel("A"), (box[0] + offset[0], box[1] + offset[1]), blur=blur, opacity=opacity)
+    shade(canvas, product.getchannel("A"), (box[0] + offset[0], box[1] + offset[1]), blur=blur, opacity=opacity)
 
 
 def _reflection(
@@ -442,17 +367,3 @@ def _fbm(u: np.ndarray, v: np.ndarray, rng: np.random.Generator, *, octaves: int
         amplitude *= 0.5
         frequency *= 2.0
     return total / norm
-
-
-def _thumbnail(image: Image.Image) -> Image.Image:
-    """A copy at most 96 pixels on its longest side, for colour statistics."""
-    scale = 96 / max(image.size)
-    if scale >= 1:
-        return image
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BOX)
-
-
-_LUMA = np.asarray((0.299, 0.587, 0.114))
-"""Rec. 601 weights: the brightness of an RGB triple."""
-
-_VISIBLE_LUT = [255 if value >= ALPHA_VISIBLE else 0 for value in range(256)]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import ExifTags, Image, features
 
+from catalog_service.imaging.color import to_srgb
 from catalog_service.imaging.errors import CorruptImage, ImageRejected, ImageTooLarge, UnsupportedImage
 
 try:  # HEIC (iPhone photos) needs the optional pillow-heif plugin; without it HEIC is refused by name.
@@ -59,6 +60,8 @@ _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;1
 # it hands to Pillow, alive as long as the image (tests/imaging/test_load.py measures the whole decode).
 _WEBP_DECODER_BYTES = 12
 _GREY_16 = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+# Decoded modes whose ICC profile is applied before the mode is normalised (see load_image).
+_PROFILE_MODES = ("CMYK", "L", "LA")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +120,10 @@ def load_image(
     draft_slack: float = 0.0,
     max_bytes: int | None = None,
 ) -> Image.Image:
-    """Decoded first frame, upright, in RGB or RGBA, its longest side at most max_side.
+    """Decoded first frame, upright, in sRGB (RGB or RGBA), its longest side at most max_side.
+
+    A photo with an embedded ICC profile (Display P3, Adobe RGB, CMYK) is converted to sRGB (imaging/color.py);
+    an untagged one is taken as sRGB already.
 
     `draft_slack` lets a JPEG land up to that fraction below max_side when a reduced-scale decode gets
     there with no resampling at all: a 4000 px photo for a 2048 px cap decodes at 1/2 scale (2000 px), far
@@ -147,9 +153,14 @@ def load_image(
         _check_budget(fmt, im, max_side, budget)
         im.load()  # the whole decode happens here, inside the guard: truncation surfaces now, not later
         orientation = _orientation(im)
+        # A CMYK or grey profile needs the pixels in its own mode, and they change mode anyway: the profile makes
+        # that full-size copy. Pillow's own CMYK -> RGB knows no profile.
+        decoded = to_srgb(im) if im.mode in _PROFILE_MODES else im
         # Mode first (filters must see real colours), then the size, and only then the turn, on the small
         # image: each step's full-size copy is what the budget above counts, and no more of them are made.
-        image = _upright(_fit(_normalise_mode(im), max_side), orientation)
+        # An RGB profile (Display P3, Adobe RGB) is applied in place after the fit: a per-pixel change need
+        # not touch the pixels the fit drops.
+        image = _upright(to_srgb(_fit(_normalise_mode(decoded), max_side), in_place=True), orientation)
     if image is im and fmt == "webp":
         image = im.copy()  # the WebP file's image keeps libwebp's canvases for as long as it lives
     if image is not im:

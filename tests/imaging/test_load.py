@@ -582,3 +582,75 @@ def test_hostile_files_are_refused_before_their_pixels_cost_anything(tmp_path, d
     measured = decode_in_a_fresh_process(tmp_path, data, max_side=2048)
     assert "MB of memory" in measured["result"]
     assert measured["grew"] < 20_000_000
+
+
+# ---- colour profiles (imaging/color.py does the conversion; these check the loader's use of it) ----
+
+ADOBE_RGB_ICC = "/usr/share/color/icc/colord/AdobeRGB1998.icc"  # colord-data, installed by scripts/ensure-tools
+
+
+def adobe_rgb() -> bytes:
+    with open(ADOBE_RGB_ICC, "rb") as profile:
+        return profile.read()
+
+
+@pytest.mark.parametrize(("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("JPEG", {"quality": 95})])
+def test_a_tagged_photo_is_converted_to_srgb_in_every_format(fmt, params):
+    """The same Adobe RGB green, tagged in PNG, WebP or JPEG, loads as the same sRGB colour, not as its raw numbers."""
+    green = (60, 180, 75)
+    data = encode(Image.new("RGB", (32, 32), green), fmt, icc_profile=adobe_rgb(), **params)
+
+    loaded = load_image(data)
+
+    assert "icc_profile" not in loaded.info
+    r, g, b = loaded.getpixel((16, 16))
+    # Adobe RGB's green primary lies outside sRGB: in sRGB numbers the same colour has less red and blue.
+    assert r < green[0] - 20 and b < green[2] - 5 and abs(g - 190) <= 12, (r, g, b)
+
+
+def test_a_grey_jpeg_tagged_with_an_rgb_profile_becomes_rgb_in_srgb():
+    """Grey photos sometimes carry an RGB profile: the grey is converted through it, and stays neutral."""
+    data = encode(Image.new("L", (32, 32), 30), "JPEG", quality=95, icc_profile=adobe_rgb())
+
+    loaded = load_image(data)
+
+    r, g, b = loaded.getpixel((16, 16))
+    # Adobe RGB's gamma 2.2 and the sRGB curve part in the shadows: 30 is sRGB's 24 ((30/255)^2.2, sRGB-encoded).
+    assert loaded.mode == "RGB" and max(r, g, b) - min(r, g, b) <= 1 and abs(r - 24) <= 2, (r, g, b)
+
+
+def test_converting_after_the_fit_gives_the_colours_of_converting_before_it():
+    """The loader converts the fitted pixels only (a per-pixel change); a tagged 3000x2000 PNG fitted to 600 px
+    comes out as converting the whole photo first would have made it, within a level or two where saturated
+    noise is clipped to the sRGB gamut."""
+    data = encode(noise("RGB"), "PNG", icc_profile=adobe_rgb(), compress_level=1)
+    untagged = load_image(encode(noise("RGB"), "PNG", compress_level=1), max_side=600)
+
+    loaded = load_image(data, max_side=600)
+
+    assert loaded.size == untagged.size == (600, 400)
+    whole = np.asarray(load_image(data), dtype=int)  # converted at full size ...
+    fitted_after = np.asarray(Image.fromarray(whole.astype(np.uint8)).resize(
+        (600, 400), Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=int)  # ... then fitted
+    assert np.abs(np.asarray(loaded, dtype=int) - fitted_after).mean() < 2.0
+    assert np.abs(np.asarray(loaded, dtype=int) - np.asarray(untagged, dtype=int)).mean() > 3
+
+
+@measurable
+@pytest.mark.parametrize("max_side", [None, 2048])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: encode(noise("RGB"), "JPEG", quality=85, icc_profile=adobe_rgb()),
+        lambda: encode(noise("RGBA"), "PNG", compress_level=1, icc_profile=adobe_rgb()),
+        lambda: encode(noise("RGB"), "WEBP", quality=80, icc_profile=adobe_rgb()),
+    ],
+    ids=["jpeg-adobe-rgb", "png-rgba-adobe-rgb", "webp-adobe-rgb"],
+)
+def test_a_tagged_decode_stays_within_the_memory_its_budget_counted(tmp_path, make, max_side) -> None:
+    """The conversion to sRGB happens in place: a tagged photo needs no more memory than an untagged one."""
+    data = make()
+    counted = budget_counted(data, max_side)
+    measured = decode_in_a_fresh_process(tmp_path, data, max_side=max_side, max_bytes=counted)
+    assert measured["result"][0] in ("RGB", "RGBA"), measured
+    assert measured["grew"] <= counted + 4_000_000, f"grew {measured['grew'] / 1e6:.0f} MB, counted {counted / 1e6:.0f}"
