@@ -92,6 +92,9 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "metrics_token": ("CATALOG_METRICS_TOKEN", str, "when set, /metrics wants `Authorization: Bearer <token>`"),
     "demo_redis_db": ("CATALOG_DEMO_REDIS_DB", parse_int,
                       "the Redis database number `catalog-service demo` queues into, on CATALOG_REDIS_URL's server"),
+    "c2pa_cert": ("CATALOG_C2PA_CERT", str,
+                  "PEM file: certificate chain that signs generated images' C2PA manifests (with CATALOG_C2PA_KEY)"),
+    "c2pa_key": ("CATALOG_C2PA_KEY", str, "PEM file: the private key of CATALOG_C2PA_CERT"),
 }
 
 
@@ -140,6 +143,8 @@ class Config:
     openai_prices: str = ""
     openai_timeout_s: float = 120.0
     openai_max_retries: int = 3
+    # Derived, not read from a CATALOG_ variable: whether OPENAI_API_KEY is set (the openai library reads the key).
+    openai_key_set: bool = False
     scene_concurrency: int = 4
     login_link_ttl_s: int = 900
     session_ttl_s: int = 8 * 3600
@@ -147,6 +152,9 @@ class Config:
     metrics_token: str = dataclasses.field(default="", repr=False)
     # The demo queues into a database of its own, never the one a running service (or another program) uses.
     demo_redis_db: int = 15
+    # Both or neither: generated images then carry a signed C2PA manifest besides their XMP marking.
+    c2pa_cert: str = ""
+    c2pa_key: str = ""
     testing: bool = False
 
     @classmethod
@@ -186,6 +194,7 @@ class Config:
             self.public_url = f"http://localhost:{self.serve_port}"
         if not self.folder_store_dir:
             self.folder_store_dir = str(var / "store")
+        self.openai_key_set = self.openai_key_set or openai_key_set
         if not self.scene_provider:
             self.scene_provider = "openai" if openai_key_set and "openai" in SCENE_PROVIDERS else "compositor"
 
@@ -217,6 +226,11 @@ class Config:
             raise ConfigError(f"the port must be between 1 and 65535, not {self.serve_port}")
         if not 0 <= self.openai_max_retries <= 10:
             raise ConfigError("CATALOG_OPENAI_MAX_RETRIES must be between 0 and 10")
+        if bool(self.c2pa_cert) != bool(self.c2pa_key):
+            raise ConfigError("CATALOG_C2PA_CERT and CATALOG_C2PA_KEY go together: set both to sign images, or neither")
+        for var, path in (("CATALOG_C2PA_CERT", self.c2pa_cert), ("CATALOG_C2PA_KEY", self.c2pa_key)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{var}: no file at {path}")
         from .scenes.pricing import PriceTable
 
         try:

@@ -18,8 +18,11 @@ from PIL import Image
 
 from .imaging.cutout import WHITE_JPEG_QUALITY, CutoutOptions, encode_cutout, remove_background, white_variant
 from .imaging.encode import CONTENT_TYPES, EXTENSIONS, encode
+from .imaging.fidelity import measure
 from .imaging.overlay import draw_badge
+from .imaging.provenance import sign
 from .scenes.base import ProductInfo, ProviderError, ScenePreset, SceneProvider, SceneRequest
+from .scenes.pricing import Calibration
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +69,9 @@ class RenderPlan:
     model: str = ""
     max_pixels: int = 50_000_000
     budget_usd: float | None = None  # what paid scene calls may still spend this month; None: no limit
+    calibration: Calibration | None = None  # recorded usage for the estimates (spend.load_calibration)
     concurrency: int = 4
+    signer: Any = None  # a C2PA signer (imaging.provenance) for images a generative model touched; None: XMP only
 
 
 def cutout_options(cutout_settings: Mapping[str, Any], max_side_cap: int) -> CutoutOptions:
@@ -122,6 +127,7 @@ def make_assets(
         request = SceneRequest(
             cutout_png=cutout_png, preset=preset, product=plan.product, references=references,
             shop_key=plan.shop_key, model=plan.model, text=preset.text, text_mode=preset.text_mode,
+            calibration=plan.calibration,
         )
         estimate = provider.estimate_cost(request)
         if not budget.reserve(estimate):
@@ -129,14 +135,15 @@ def make_assets(
                            "message": f"Skipped: about ${estimate:.2f} would pass this month's budget "
                                       f"(${budget.left:.2f} left). Raise the budget in settings to make it."})
             continue
-        calls.append(request)
+        calls.append(_Call(request, estimate))
 
-    outcomes = _run_scenes(provider, calls, plan.concurrency, on_scene)
+    finish = _Finish(cutout=cutout.image, signer=plan.signer)
+    outcomes = _run_scenes(provider, calls, plan.concurrency, on_scene, finish)
     transient = next((out for out in outcomes if isinstance(out, ProviderError) and out.retryable), None)
     if transient is not None and not final_attempt:
         raise transient
-    for request, outcome in zip(calls, outcomes, strict=True):
-        name = request.preset.name
+    for call, outcome in zip(calls, outcomes, strict=True):
+        name = call.request.preset.name
         if isinstance(outcome, ProviderError):
             errors.append({"preset": name, "reason": outcome.reason, "message": str(outcome)})
             continue
@@ -149,16 +156,30 @@ def make_assets(
 _Outcome = tuple[MadeAsset, int] | ProviderError
 
 
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    request: SceneRequest
+    estimate_usd: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finish:
+    """What every made scene goes through after the provider: the exact text, the fidelity check, the marking."""
+
+    cutout: Image.Image  # the cutout the provider was given (decoded), to measure the product in the scene against
+    signer: Any = None
+
+
 def _run_scenes(
-    provider: SceneProvider, calls: list[SceneRequest], concurrency: int, on_scene: SceneMade | None
+    provider: SceneProvider, calls: list[_Call], concurrency: int, on_scene: SceneMade | None, finish: _Finish
 ) -> list[_Outcome]:
     """Every call's outcome, in the order of `calls`; each made scene goes to `on_scene` as it finishes."""
     outcomes: dict[int, _Outcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calls) or 1))) as pool:
         # Each scene runs in a copy of this thread's context, so its log lines keep the render and shop ids.
         futures: dict[Future[_Outcome], int] = {
-            pool.submit(contextvars.copy_context().run, _scene, provider, request): index
-            for index, request in enumerate(calls)
+            pool.submit(contextvars.copy_context().run, _scene, provider, call, finish): index
+            for index, call in enumerate(calls)
         }
         try:
             for future in as_completed(futures):
@@ -173,22 +194,36 @@ def _run_scenes(
     return [outcomes[index] for index in range(len(calls))]
 
 
-def _scene(provider: SceneProvider, request: SceneRequest) -> tuple[MadeAsset, int] | ProviderError:
-    """One scene, with its exact text drawn on when we draw it; errors come back as values for the caller."""
+def _scene(provider: SceneProvider, call: _Call, finish: _Finish) -> tuple[MadeAsset, int] | ProviderError:
+    """One scene, finished: its exact text drawn on when we draw it, the product checked against the cutout,
+    and the file marked (and signed, when a signer is set) when a generative model touched it. Errors come
+    back as values for the caller."""
+    request = call.request
     started = time.perf_counter()
     try:
         scene = provider.generate(request)
     except ProviderError as exc:
         return exc
     data, content_type, width, height = scene.data, scene.content_type, scene.width, scene.height
-    if request.text and request.text_mode == "overlay":
-        with Image.open(io.BytesIO(scene.data)) as decoded:
-            badged = draw_badge(decoded, request.text)
-        data, content_type = encode(badged, "jpeg", quality=90), CONTENT_TYPES["jpeg"]
+    fidelity: dict[str, Any] | None = None
+    hold_reason: str | None = None
+    if scene.placement is not None or (request.text and request.text_mode == "overlay"):
+        with scene.image or Image.open(io.BytesIO(scene.data)) as decoded:
+            decoded.load()
+            if scene.placement is not None:
+                # Measured before the badge is drawn: the badge sits beside the product, never on it.
+                measured = measure(decoded, finish.cutout, scene.placement)
+                hold_reason, fidelity = measured.reason(), measured.as_dict()
+            if request.text and request.text_mode == "overlay":
+                data = encode(draw_badge(decoded, request.text), "jpeg", quality=90, source_type=scene.source_type)
+                content_type = CONTENT_TYPES["jpeg"]
+    if scene.source_type and finish.signer is not None:
+        data = sign(data, content_type, scene.source_type, finish.signer)
     made = MadeAsset(
         kind="scene", preset=request.preset.name, data=data, content_type=content_type, ext=_ext_for(content_type),
         width=width, height=height, cost_usd=scene.cost_usd, model=scene.model, provider=scene.provider,
-        usage=dict(scene.usage), quality=request.preset.quality,
+        usage=dict(scene.usage), quality=request.preset.quality, estimate_usd=scene.estimate_usd or call.estimate_usd,
+        size=scene.size, source_type=scene.source_type, fidelity=fidelity, hold_reason=hold_reason,
     )
     return made, _ms_since(started)
 

@@ -113,6 +113,9 @@ def asset_json(asset: Asset, config: Config) -> dict[str, Any]:
         "id": asset.id, "kind": asset.kind.value, "preset": asset.preset, "width": asset.width,
         "height": asset.height, "bytes": asset.bytes, "content_type": asset.content_type,
         "cost_usd": round(asset.cost_usd, 6), "version": asset.version, "parent_asset_id": asset.parent_asset_id,
+        "estimate_usd": None if asset.estimate_usd is None else round(asset.estimate_usd, 6),
         "instruction": asset.instruction, "push_status": asset.push_status.value, "push_error": asset.push_error,
+        "fidelity": asset.fidelity, "hold_reason": asset.hold_reason,
+        "digital_source_type": asset.source_type or None,
         "url": signed_url(config, asset.storage_key, ttl_s=ASSET_LINK_TTL_S),
     }

@@ -10,6 +10,9 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from .scenes import ASPECTS, DEFAULT_LONG_SIDE, DEFAULT_RATIO, DEFAULT_SCENES, MAX_LONG_SIDE, MIN_LONG_SIDE, dimensions
+from .scenes.base import PRODUCT_LOCKS, ScenePreset
+
 NUL_MESSAGE = "Must not contain NUL (\\u0000) characters."
 SURROGATE_MESSAGE = "Must be valid Unicode: a lone surrogate (\\ud800-\\udfff) is not a character."
 
@@ -101,8 +104,16 @@ class CutoutSettingsSchema(Schema):
                                  metadata={"description": "keep the product's own shadow in the transparent cutout"})
 
 
+LEGACY_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+"""The fixed sizes a preset named before presets had an aspect and a long side; still accepted, deprecated."""
+
+
 class PresetSchema(Schema):
-    """A shop's own scene preset."""
+    """A shop's own scene preset: how it looks, its aspect and long side, and whether the product is kept exact.
+
+    `size` is deprecated: presets saved before aspects existed keep their fixed size, and it wins over `aspect` and
+    `long_side` while it is set; leave it out (or empty) to size the scene by `aspect` and `long_side`.
+    """
 
     class Meta:
         unknown = RAISE
@@ -112,13 +123,37 @@ class PresetSchema(Schema):
                           validate=validate.OneOf(["prompt", "studio", "surface", "gradient", "reference"]))
     prompt = fields.String(load_default="", validate=validate.Length(max=2000))
     surface = fields.String(load_default="marble", validate=validate.OneOf(["marble", "wood"]))
-    size = fields.String(load_default="1536x1024", validate=validate.Regexp(
-        r"^(1024x1024|1536x1024|1024x1536)$", error="Use 1024x1024, 1536x1024 or 1024x1536."))
+    aspect = fields.String(
+        load_default="",
+        validate=validate.OneOf(["", *ASPECTS], error=f"Use one of {', '.join(ASPECTS)} (or empty: the shop's "
+                                                      "image_ratio)."),
+        metadata={"description": "width:height of the scene; empty: the shop's image_ratio"})
+    long_side = fields.Integer(
+        load_default=DEFAULT_LONG_SIDE, validate=validate.Range(MIN_LONG_SIDE, MAX_LONG_SIDE),
+        metadata={"description": "the scene's longer side in px; the other follows from the aspect"})
+    size = fields.String(
+        load_default="", validate=validate.OneOf(
+            ["", *LEGACY_SIZES], error="Use aspect and long_side (or one of 1024x1024, 1536x1024, 1024x1536: "
+                                       "the older fixed sizes)."),
+        metadata={"deprecated": True,
+                  "description": "deprecated: a fixed WxH kept from older settings, which wins over aspect and "
+                                 "long_side; leave it out (or empty) to use them"})
     quality = fields.String(load_default="medium", validate=validate.OneOf(["low", "medium", "high", "auto"]))
     reference_image_ids = fields.List(fields.Integer(validate=validate.Range(min=1)), load_default=list,
                                       validate=validate.Length(max=15))
     text = fields.String(load_default="", validate=validate.Length(max=40))
     text_mode = fields.String(load_default="overlay", validate=validate.OneOf(["overlay", "model"]))
+    product_lock = fields.String(
+        load_default="exact", validate=validate.OneOf(PRODUCT_LOCKS),
+        metadata={"description": "exact: the product's own pixels are laid back over every scene, so no model "
+                                 "redraws it; model: a GPT Image model may redraw it too (stylised scenes), and a "
+                                 "scene whose product changed waits for review"})
+
+    @validates_schema
+    def _one_way_to_size(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data.get("size") and data.get("aspect"):
+            raise ValidationError({"size": ["Give an aspect or the older fixed size, not both: empty size to use "
+                                            f"aspect {data['aspect']} and long_side."]})
 
 
 class SettingsSchema(StorableSchema):
@@ -141,9 +176,13 @@ class SettingsSchema(StorableSchema):
     cutout = fields.Nested(CutoutSettingsSchema, load_default=lambda: CutoutSettingsSchema().load({}))
     scene_presets = fields.List(
         fields.String(validate=PRESET_NAME),
-        load_default=lambda: ["studio", "marble-counter", "brand-gradient", "reference"],
+        load_default=lambda: list(DEFAULT_SCENES),
         validate=validate.Length(max=8),
     )
+    image_ratio = fields.String(
+        load_default=DEFAULT_RATIO, validate=validate.OneOf(ASPECTS),
+        metadata={"description": "the theme's product image ratio (width:height): built-in scenes, and presets "
+                                 "that name no aspect, are made at it"})
     brand_color = fields.String(load_default="#3b6ea5", validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
     provider = fields.String(load_default="", validate=validate.OneOf(["", "compositor", "openai"]))
     model = fields.String(load_default="", validate=lambda name: _known_model(name),
@@ -226,14 +265,19 @@ class RegenerateSchema(StorableSchema):
             raise ValidationError(errors)
 
 
-def preset_from_settings(entry: dict[str, Any]) -> Any:
-    """A shop's validated preset entry as a ScenePreset."""
-    from .scenes.base import ScenePreset
+def preset_from_settings(entry: dict[str, Any], image_ratio: str = DEFAULT_RATIO) -> ScenePreset:
+    """A shop's validated preset entry as a ScenePreset, sized for a shop whose product images are `image_ratio`.
 
-    width, height = (int(side) for side in entry["size"].split("x"))
+    An older entry's fixed `size` wins; otherwise its aspect (or else the shop's ratio) at its long side.
+    """
+    if entry.get("size"):
+        width, height = (int(side) for side in entry["size"].split("x"))
+    else:
+        width, height = dimensions(entry.get("aspect") or image_ratio, entry.get("long_side", DEFAULT_LONG_SIDE))
     return ScenePreset(
         name=entry["name"], style=entry["style"], prompt=entry["prompt"], width=width, height=height,
         quality=entry["quality"], surface=entry["surface"], text=entry["text"], text_mode=entry["text_mode"],
+        product_lock=entry.get("product_lock", "exact"),
     )
 
 

@@ -1,4 +1,5 @@
-"""The process's resources, built once from Config: database, Redis, storage, HTTP session, scene providers.
+"""The process's resources, built once from Config: database, Redis, storage, HTTP session, scene providers,
+and the C2PA signer when one is configured.
 
 No Flask and no RQ here. `create_app()` builds one for the web process; `catalog-service worker` builds one
 and `install()`s it, so the jobs it runs find it with `current()`; the sweeper and the other commands
@@ -8,6 +9,7 @@ build their own.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import requests
 from redis import Redis
@@ -15,9 +17,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
 from . import logs, security
-from .config import Config
+from .config import Config, ConfigError
 from .db import Database
 from .http import make_session
+from .imaging import provenance
 from .scenes import provider_for
 from .scenes.base import SceneProvider
 from .storage import AssetStorage, storage_from_url
@@ -47,6 +50,8 @@ class Services:
     redis: Redis
     scene_provider: SceneProvider
     http: requests.Session
+    # Signs generated images' C2PA manifests; None when CATALOG_C2PA_CERT / CATALOG_C2PA_KEY are unset.
+    c2pa_signer: provenance.Signer | None = None
     _providers: dict[str, SceneProvider] = dataclasses.field(default_factory=dict)
 
     def provider(self, name: str = "") -> SceneProvider:
@@ -69,6 +74,7 @@ def build(config: Config) -> Services:
     config.ensure_secret_key()
     logs.configure(config.log_level, config.log_format)
     security.configure(config.secret_key, config.fallback_keys())
+    signer = c2pa_signer(config)  # first: a pair that cannot sign stops the process before any connection opens
     return Services(
         config=config,
         db=Database(config.database_url),
@@ -76,7 +82,20 @@ def build(config: Config) -> Services:
         redis=redis_connection(config.redis_url),
         scene_provider=provider_for(config.scene_provider, config),
         http=make_session(),
+        c2pa_signer=signer,
     )
+
+
+def c2pa_signer(config: Config) -> provenance.Signer | None:
+    """The configured C2PA signer, or None; a pair that cannot sign stops the process at start, named."""
+    if not config.c2pa_cert:
+        return None
+    try:
+        return provenance.load_signer(Path(config.c2pa_cert).read_bytes(), Path(config.c2pa_key).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"CATALOG_C2PA_CERT / CATALOG_C2PA_KEY: cannot read {exc.filename}: {exc.strerror}") from None
+    except provenance.SignerUnusable as exc:
+        raise ConfigError(f"CATALOG_C2PA_CERT / CATALOG_C2PA_KEY: {exc}") from None
 
 
 _current: Services | None = None

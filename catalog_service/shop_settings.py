@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .model_status import refusal
 from .models import ReferenceImage, UsageRecord, utcnow
 from .scenes import builtin_presets
 from .scenes.base import ProviderError, SceneProvider
@@ -52,7 +53,8 @@ def spent_this_month(session: Session, shop_id: int, now: dt.datetime | None = N
 def check_for_shop(session: Session, shop_id: int, settings: dict[str, Any], *,
                    provider: Callable[[str], SceneProvider]) -> None:
     """What the schema cannot know, refused with the field named: preset names unique, reference images this
-    shop's own, a provider this service can build, preset styles and scenes that provider can make.
+    shop's own, a provider this service can build, preset styles and scenes that provider can make, and a model
+    that has not been shut down (OpenAI's dates, as the worker last read them: model_status.py).
 
     `provider` builds a provider by name ("" = the service default) or raises ProviderError (Services.provider).
     """
@@ -88,5 +90,7 @@ def check_for_shop(session: Session, shop_id: int, settings: dict[str, Any], *,
         if unknown:
             errors["scene_presets"] = [f"The scene maker has no scene {name!r}: choose one it offers, or add a "
                                        "preset with that name." for name in unknown]
+    if settings.get("model") and (shut_down := refusal(session, settings["model"])):
+        errors["model"] = [shut_down]
     if errors:
         raise ValidationError(errors)

@@ -70,9 +70,17 @@ class PaidCall(Protocol):
     @property
     def usage(self) -> Mapping[str, int]: ...
 
+    @property
+    def size(self) -> str: ...
+
+    @property
+    def estimate_usd(self) -> float | None: ...
+
 
 def record_usage(session: Session, shop_id: int, render_id: int | None, result: PaidCall, *, quality: str = "") -> None:
-    """One priced record per paid call: what the shop's usage page and its budget add up. Free calls add none."""
+    """One priced record per paid call: what the shop's usage page and its budget add up, and what calibrates the
+    next estimates (catalog_service/spend.py): the size asked of the model and what was estimated before the call.
+    Free calls add none."""
     if not (result.usage or result.cost_usd):
         return
     session.add(UsageRecord(
@@ -80,6 +88,7 @@ def record_usage(session: Session, shop_id: int, render_id: int | None, result: 
         quality=quality, input_text_tokens=result.usage.get("input_text_tokens", 0),
         input_image_tokens=result.usage.get("input_image_tokens", 0),
         output_tokens=result.usage.get("output_tokens", 0), cost_usd=result.cost_usd,
+        size=result.size or "", estimate_usd=result.estimate_usd or None,
     ))
 
 

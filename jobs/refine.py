@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from catalog_service.imaging.encode import CONTENT_TYPES, EXTENSIONS
+from catalog_service.imaging.provenance import sign
 from catalog_service.models import Asset, AssetKind, PushStatus, Render, RenderStatus, Shop, utcnow
 from catalog_service.scenes.base import ProviderError
 from catalog_service.schemas import settings_with_defaults
@@ -79,7 +81,12 @@ def refine_scene(render_id: int) -> None:
         reason = exc.reason
         retry_or_fail(exc, lambda message: fail_render(render_id, f"{reason}: {message}"))
         return
-    storage_key = svc.storage.put(result.data, ext="png" if result.content_type == "image/png" else "jpg")
+    # Stored (and so pushed) under its own format's extension: a WebP answer named .jpg is refused or misread.
+    ext = next((EXTENSIONS[fmt] for fmt, known in CONTENT_TYPES.items() if known == result.content_type), "jpg")
+    data = result.data
+    if result.source_type and svc.c2pa_signer is not None:  # marked as AI like every generated scene, and signed
+        data = sign(data, result.content_type, result.source_type, svc.c2pa_signer)
+    storage_key = svc.storage.put(data, ext=ext)
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
         # The call is paid: its record is written whatever became of the render meanwhile.
@@ -90,8 +97,9 @@ def refine_scene(render_id: int) -> None:
         session.add(Asset(
             shop_id=render.shop_id, render_id=render_id, kind=AssetKind.SCENE, preset=parent_row.preset,
             storage_key=storage_key, content_type=result.content_type, width=result.width, height=result.height,
-            bytes=len(result.data), cost_usd=result.cost_usd, parent_asset_id=parent_row.id,
-            version=parent_row.version + 1, instruction=spec["instruction"],
+            bytes=len(data), cost_usd=result.cost_usd, estimate_usd=result.estimate_usd or None,
+            parent_asset_id=parent_row.id, version=parent_row.version + 1, instruction=spec["instruction"],
+            source_type=result.source_type,
             push_status=PushStatus.PENDING if settings["publish_mode"] == "auto" else PushStatus.HELD,
         ))
         render.status, render.finished_at = RenderStatus.SUCCEEDED, utcnow()

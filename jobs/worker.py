@@ -27,6 +27,8 @@ from rq.worker import BaseWorker
 
 from catalog_service import services
 from catalog_service.imaging.cutout import get_session
+from catalog_service.model_status import save_shutdown_dates
+from catalog_service.scenes.openai_lifecycle import make_client, read_shutdown_dates
 from catalog_service.services import Services
 
 from .common import JobError
@@ -308,6 +310,7 @@ def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bo
     # a forking worker would pay for it again in each child.
     get_session(svc.config.cutout_model, svc.config.model_dir)
     log.info("worker model=%s queues=%s loaded", svc.config.cutout_model, ",".join(queues))
+    read_model_lifecycle(svc)
     if not burst:
         _children_die_with_worker()
     worked = False
@@ -346,6 +349,35 @@ def run_worker(svc: Services, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bo
             return worked
         if interrupted is not None:
             interrupted.release()
+
+
+def read_model_lifecycle(svc: Services) -> int | None:
+    """Once at start, when an OpenAI key is set: OpenAI's shutdown dates of its image models into the database
+    (catalog_service/model_status.py), so the settings page can warn and refuse. Returns how many were saved.
+
+    A failure is logged in one line and returns None: the dates are a warning ahead of time, never a reason for
+    the worker not to start (the next start reads them again).
+    """
+    if not svc.config.openai_key_set:
+        return None
+    try:
+        client = make_client()
+        try:
+            dates = read_shutdown_dates(client)
+        finally:
+            client.close()
+        with svc.db.transaction() as session:
+            saved = save_shutdown_dates(session, dates)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the worker starts (see the docstring)
+        first_line = next(iter(str(exc).splitlines()), "")
+        log.warning("worker: OpenAI model shutdown dates not read (%s): %s", type(exc).__name__, first_line)
+        return None
+    finally:
+        svc.db.remove()
+    announced = sorted(model for model, day in dates.items() if day is not None)
+    log.info("worker: OpenAI models read=%d saved=%d with_shutdown_date=%s", len(dates), saved,
+             ",".join(announced) or "-")
+    return saved
 
 
 def _exit_before_work(_signum: int, _frame: FrameType | None) -> None:

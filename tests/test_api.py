@@ -217,15 +217,17 @@ def test_settings_round_trip_with_defaults(api, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")  # built, never called
     settings = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
     assert settings["auto_generate"] is True and settings["monthly_budget_usd"] == 20.0
-    settings.update(monthly_budget_usd=5, provider="openai", model="gpt-image-1-mini",
+    settings.update(monthly_budget_usd=5, provider="openai", model="gpt-image-2.6-flare",
                     presets=[{"name": "beach", "prompt": "on warm sand at golden hour", "quality": "low",
                               "text": "SALE"}],
                     scene_presets=["beach", "studio"])
     saved = api.put(f"/api/v1/shops/{api.id}/settings", json=settings)
     assert saved.status_code == 200
     again = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
-    assert again["presets"][0]["text"] == "SALE" and again["presets"][0]["size"] == "1536x1024"
-    assert again["monthly_budget_usd"] == 5 and again["model"] == "gpt-image-1-mini"
+    assert again["presets"][0]["text"] == "SALE" and again["image_ratio"] == "1:1"
+    assert {key: again["presets"][0][key] for key in ("aspect", "long_side", "size", "product_lock")} == {
+        "aspect": "", "long_side": 2048, "size": "", "product_lock": "exact"}  # sized by the shop's ratio
+    assert again["monthly_budget_usd"] == 5 and again["model"] == "gpt-image-2.6-flare"
 
 
 @pytest.mark.parametrize(
@@ -295,6 +297,49 @@ def test_an_invalid_patch_saves_nothing_and_names_the_field(api) -> None:
     assert response.status_code == 400 and "cutout" in response.get_json()["error"]["fields"]
     assert api.patch(f"/api/v1/shops/{api.id}/settings", json=["publish_mode"]).status_code == 400
     assert api.get(f"/api/v1/shops/{api.id}/settings").get_json() == before
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+@pytest.mark.parametrize(("change", "path", "words"), [
+    ({"image_ratio": "3:2"}, ("image_ratio",), "Must be one of"),
+    ({"presets": [{"name": "tall", "style": "studio", "aspect": "2:3"}]}, ("presets", "0", "aspect"), "4:5"),
+    ({"presets": [{"name": "tall", "style": "studio", "long_side": 8192}]}, ("presets", "0", "long_side"), "4096"),
+    ({"presets": [{"name": "tall", "style": "studio", "product_lock": "never"}]}, ("presets", "0", "product_lock"),
+     "exact, model"),
+])
+def test_a_scene_size_or_product_lock_that_cannot_be_used_is_refused_naming_the_field(api, method, change, path,
+                                                                                     words) -> None:
+    """PUT and PATCH refuse an unknown shop ratio, a preset aspect we do not make, a long side out of range and an
+    unknown product lock, each with its field named; nothing is saved."""
+    before = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    response = getattr(api, method)(f"/api/v1/shops/{api.id}/settings", json=change)
+    assert response.status_code == 400, response.get_json()
+    message = response.get_json()["error"]["fields"]
+    for key in path:
+        message = message[key]
+    assert words in " ".join(message), message
+    assert api.get(f"/api/v1/shops/{api.id}/settings").get_json() == before
+
+
+def test_a_preset_saved_with_the_old_size_keeps_it_through_a_patch(app, api) -> None:
+    """Settings stored before aspects existed (a preset with `size` 1536x1024 and no aspect) are served as they were,
+    a PATCH of the shop ratio keeps that preset's size, and a new preset saved with an aspect has no size."""
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        row = session.get(Shop, api.id)
+        row.settings = {"presets": [{"name": "kitchen", "style": "surface", "prompt": "", "surface": "wood",
+                                     "size": "1536x1024", "quality": "medium", "reference_image_ids": [],
+                                     "text": "", "text_mode": "overlay"}],
+                        "scene_presets": ["studio", "marble-counter", "kitchen"]}
+    served = api.get(f"/api/v1/shops/{api.id}/settings").get_json()
+    assert served["presets"][0]["size"] == "1536x1024" and served["scene_presets"][1] == "marble-counter"
+    patched = api.patch(f"/api/v1/shops/{api.id}/settings", json={"image_ratio": "4:5"})
+    assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()["presets"][0]["size"] == "1536x1024" and patched.get_json()["image_ratio"] == "4:5"
+    mine = {"name": "story", "style": "studio", "aspect": "9:16", "long_side": 1920, "product_lock": "model"}
+    added = api.patch(f"/api/v1/shops/{api.id}/settings", json={"presets": [served["presets"][0], mine]})
+    assert added.status_code == 200, added.get_json()
+    assert {key: added.get_json()["presets"][1][key] for key in mine} == mine
+    assert added.get_json()["presets"][1]["size"] == ""
 
 
 @pytest.mark.parametrize("method", ["put", "patch"])

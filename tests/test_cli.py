@@ -112,13 +112,14 @@ def test_demo_runs_the_whole_path_on_rq(env, redis, model_session) -> None:
     product_dir = out / "shop-1" / "demo-espresso-cup"
     manifest = json.loads((product_dir / "manifest.json").read_text())
     kinds = sorted(entry["kind"] for entry in manifest["assets"])
-    assert kinds == ["cutout", "scene", "scene", "scene", "scene", "white"]
+    # The default scenes that read as product photography: studio, brand gradient, and the reference backdrop.
+    assert kinds == ["cutout", "scene", "scene", "scene", "white"]
     for entry in manifest["assets"]:
         assert (product_dir / entry["filename"]).stat().st_size == entry["bytes"]
         assert entry["filename"] in result.output
 
     listed = json.loads(run("renders", "list", "--json").output)
-    assert listed[0]["status"] == "succeeded" and len(listed[0]["assets"]) == 6
+    assert listed[0]["status"] == "succeeded" and len(listed[0]["assets"]) == 5
 
 
 def test_demo_without_redis_runs_in_process_and_says_so(env, monkeypatch, model_session) -> None:

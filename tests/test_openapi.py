@@ -65,6 +65,22 @@ def test_request_bodies_come_from_the_marshmallow_schemas(document) -> None:
                                                                   "limit"}
 
 
+def test_the_scene_size_fields_and_product_lock_are_documented(document) -> None:
+    """The shop's image ratio and a preset's aspect, long side and product lock appear from the schemas, with their
+    choices, limits and defaults; the older fixed size is marked deprecated and says what to use instead."""
+    schemas = document["components"]["schemas"]
+    ratio = schemas["Settings"]["properties"]["image_ratio"]
+    assert (ratio["enum"], ratio["default"]) == (["1:1", "4:5", "3:4", "16:9", "9:16"], "1:1")
+    assert schemas["Settings"]["properties"]["scene_presets"]["default"] == ["studio", "brand-gradient", "reference"]
+    preset = schemas["Preset"]["properties"]
+    assert preset["aspect"]["enum"] == ["", "1:1", "4:5", "3:4", "16:9", "9:16"]
+    assert (preset["long_side"]["minimum"], preset["long_side"]["maximum"], preset["long_side"]["default"]) == (
+        512, 4096, 2048)
+    assert (preset["product_lock"]["enum"], preset["product_lock"]["default"]) == (["exact", "model"], "exact")
+    assert preset["size"]["deprecated"] is True and "aspect and long_side" in preset["size"]["description"]
+    assert "deprecated" not in preset["aspect"]
+
+
 def test_converter_maps_validators_to_json_schema() -> None:
     """Length, Range, OneOf, Regexp, required, nullable and nested schemas become their JSON Schema keywords."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
+
+from .pricing import Calibration
 
 
 class ProviderError(RuntimeError):
@@ -83,6 +85,9 @@ class SceneRequest:
     model: str = ""  # the provider's model for this call; "" means the provider's default
     text: str = ""  # short exact text for the scene (a badge: "NEW", "-20%")
     text_mode: str = "overlay"  # overlay: we draw it with Pillow (exact, free); model: the model renders it
+    # What recent calls of this shop (and of every shop) used, so estimate_cost calibrates itself; None: the
+    # provider's table alone (catalog_service/spend.py: load_calibration builds it).
+    calibration: Calibration | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +109,8 @@ class SceneResult:
     # was resized, so the fidelity check compares like with like. None: the provider cannot say.
     placement: tuple[int, int, int, int] | None = None
     source_type: str = ""  # COMPOSITE_SOURCE or GENERATED_SOURCE when a generative model touched it; "" if none
+    # The decoded image behind `data`, when the provider has it: the checks after the call need not decode again.
+    image: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class SceneProvider(Protocol):

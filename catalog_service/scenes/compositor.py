@@ -6,6 +6,7 @@ JPEG bytes on every run (re-renders overwrite instead of drifting).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 
@@ -15,18 +16,19 @@ from catalog_service.imaging import compose
 from catalog_service.imaging.encode import CONTENT_TYPES, encode
 from catalog_service.imaging.errors import ImageRejected
 from catalog_service.imaging.load import load_image
+from catalog_service.scenes import DEFAULT_LONG_SIDE, DEFAULT_RATIO, MAX_LONG_SIDE, dimensions
 from catalog_service.scenes.base import NotSupported, ScenePreset, SceneRefused, SceneRequest, SceneResult
 
 MODEL = "compositor-v1"
 JPEG_QUALITY = 90
 MIN_SIDE = 64
 """Smallest scene width or height, in px, we draw."""
-MAX_SIDE = 4096
+MAX_SIDE = MAX_LONG_SIDE
 """Largest scene width or height, in px, we draw."""
 REFERENCE_DECODE_FACTOR = 2
 """References are decoded at most this many times the scene's longest side (enough to cover-crop a panorama)."""
 
-BUILTIN_PRESETS: tuple[ScenePreset, ...] = (
+_DRAWN: tuple[ScenePreset, ...] = (
     ScenePreset(
         name="studio",
         style="studio",
@@ -60,6 +62,11 @@ BUILTIN_PRESETS: tuple[ScenePreset, ...] = (
         "in the lower part of the frame, lit like the scene, with a soft contact shadow.",
     ),
 )
+_SQUARE = dimensions(DEFAULT_RATIO, DEFAULT_LONG_SIDE)
+BUILTIN_PRESETS: tuple[ScenePreset, ...] = tuple(
+    dataclasses.replace(preset, width=_SQUARE[0], height=_SQUARE[1]) for preset in _DRAWN
+)
+"""The scenes the compositor draws, at the default shop's size; builtin_presets() sizes them for each shop's ratio."""
 
 # Each style is a small adapter onto one compose function. `reference` decodes the chosen reference photo
 # only when the style needs it.
@@ -107,7 +114,8 @@ def scene_seed(cutout_png: bytes, preset_name: str) -> int:
 
 
 class CompositorProvider:
-    """Draws scenes locally: studio sweep, marble or wood tabletop, brand gradient, or the merchant's photo."""
+    """Draws scenes locally at exactly the preset's width x height: studio sweep, brand gradient, the merchant's
+    backdrop photo, or a marble or wood tabletop."""
 
     name = "compositor"
 
@@ -150,6 +158,10 @@ class CompositorProvider:
             provider=self.name,
             model=MODEL,
             cost_usd=0.0,
+            # Where the style put the product, so the fidelity check measures this scene like any other. No
+            # generative model drew any of it: source_type stays "".
+            placement=compose.product_box(cutout, size, preset.style),
+            image=image,
         )
 
     def refine(

@@ -1,4 +1,26 @@
-"""The GPT Image scene provider: `images.edit` with the product cutout, the merchant's references and a prompt.
+"""The GPT Image scene provider: the product placed on the canvas, the scene asked for around it, the product's
+own pixels laid back over the answer.
+
+How a scene is made (`generate`):
+1. The output is the preset's width x height exactly, any aspect. The request size is one the model accepts
+   (`request_size`): on models with custom sizes the output's aspect in multiples of 16, between about 655,360
+   pixels and 2560x1440's count (above it is experimental; never more pixels than the output needs), else the
+   standard size nearest in aspect. gpt-image-2.6 is tried at the custom size and, when OpenAI refuses the size,
+   once more at the nearest standard size (remembered for the process).
+2. The trimmed product is placed on a transparent canvas at the request size (`imaging.placement.place`) inside
+   the region that will become the output, and sent as the first image, the shop's references after it, with a
+   prompt that asks for the scene around the product. With `product_lock == "exact"` (the default) the mask
+   (`edit_mask`) leaves the product's region alone; on GPT image models a mask is guidance, not a guarantee.
+3. The answer is brought to the exact output size (that region, resized; never stretched). `exact`: the
+   product's own pixels, from the full-resolution cutout, are laid back at the placement scaled to the output
+   (`recomposite`), so the product is exact by construction (IPTC COMPOSITE_SOURCE). `model`: the model's
+   product stays (stylised scenes; GENERATED_SOURCE) and the pipeline's fidelity check decides.
+4. The final image is encoded by us (JPEG/WebP/PNG per output_format, sRGB, marked with its source type).
+
+Models and options (openai-python 3.63 `src/openai/types/image_edit_params.py`, `image_model.py`;
+../shared/API-NOTES.md): `MODELS` says what each current model accepts, and only that is sent; `input_fidelity`
+is left out for every current model; `output_compression` is sent for jpeg and webp. The shut-down models are in
+`RETIRED` with what to choose instead.
 
 Retries are the openai library's own (openai-python `src/openai/_base_client.py`, as installed at 3.57):
 `SyncAPIClient.request` retries up to `max_retries` times when `_should_retry` says so (HTTP 408, 409, 429 and
@@ -6,8 +28,9 @@ any 5xx, unless the server sends `x-should-retry: false`) and on timeouts and co
 `_calculate_retry_timeout` sleeps what the server asks in `retry-after-ms` or `retry-after` (seconds or an HTTP
 date) when that is between 0 and 120 s; a longer Retry-After stops the retries; otherwise it backs off
 exponentially, 0.5 s * 2^n capped at 8 s, minus up to 25 % jitter. Our multipart bodies are bytes, so the library
-can replay them (`_RequestBodyReplay`). This module adds no retry loop of its own: what is still failing after the
-library's retries becomes ProviderUnavailable, and the render job retries later with its own bounded backoff.
+can replay them (`_RequestBodyReplay`). This module adds no retry loop of its own (the one size fallback aside):
+what is still failing after the library's retries becomes ProviderUnavailable, and the render job retries later
+with its own bounded backoff.
 """
 
 from __future__ import annotations
@@ -15,8 +38,10 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import io
 import logging
+import math
 import re
 import time
 import typing
@@ -26,9 +51,19 @@ import openai
 from openai.types import ImageModel
 from PIL import Image
 
+from catalog_service.imaging.compose import cover
 from catalog_service.imaging.encode import CONTENT_TYPES, encode
-from catalog_service.scenes.base import ProviderUnavailable, SceneRefused, SceneRequest, SceneResult
-from catalog_service.scenes.pricing import PriceTable
+from catalog_service.imaging.placement import SCENE_LAYOUT, edit_mask, place, recomposite, trim
+from catalog_service.scenes.base import (
+    COMPOSITE_SOURCE,
+    GENERATED_SOURCE,
+    PRODUCT_LOCKS,
+    ProviderUnavailable,
+    SceneRefused,
+    SceneRequest,
+    SceneResult,
+)
+from catalog_service.scenes.pricing import Calibration, PriceTable
 from catalog_service.scenes.prompts import (
     MAX_INSTRUCTION_CHARS,
     MAX_TEXT_CHARS,
@@ -39,13 +74,22 @@ from catalog_service.scenes.prompts import (
 
 log = logging.getLogger(__name__)
 
+Size = tuple[int, int]
+Box = tuple[int, int, int, int]
+_T = typing.TypeVar("_T")
+
 DEFAULT_MODEL = "gpt-image-2"
 STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 """Sizes every GPT Image model makes (besides `auto`)."""
 QUALITIES = ("low", "medium", "high", "auto")
+"""Qualities every current GPT Image model makes."""
+EXTRA_QUALITIES = ("xhigh", "max")
+"""Further qualities of gpt-image-2.5 (and, by third-party reports, 2.6)."""
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
+OUTPUT_QUALITY = 90
+"""JPEG/WebP quality we encode scenes at, and the output_compression we ask of OpenAI for them."""
 MAX_INPUT_IMAGES = 16
-"""Input images per edit: the cutout plus up to 15 references."""
+"""Input images per edit: the placed product plus up to 15 references."""
 MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024
 """Largest input image OpenAI accepts, in bytes."""
 MAX_MASK_BYTES = 4 * 1024 * 1024
@@ -54,41 +98,62 @@ FLEX_MAX_SIDE = 3840
 """Longest side, in px, of a custom size on the models that take one."""
 FLEX_MAX_PIXELS = 3840 * 2160
 """Most pixels of a custom size on the models that take one."""
+FLEX_STABLE_PIXELS = 2560 * 1440
+"""Most pixels we ask for: above 2560x1440 OpenAI calls custom sizes experimental."""
+FLEX_MIN_PIXELS = 655_360
+"""Fewest pixels of a custom size (reported, not in the library's docs: we stay above it)."""
 FLEX_MAX_RATIO = 3
 """Custom sizes keep their aspect ratio between 1:3 and 3:1."""
 FLEX_MULTIPLE = 16
 """Custom widths and heights are multiples of this, in px."""
+MAX_OUTPUT_SIDE = 4096
+"""Longest side, in px, of a scene we deliver (the model's answer is resized to it)."""
+MIN_OUTPUT_SIDE = 64
+"""Shortest side, in px, of a scene we deliver."""
+
+CustomSizes = typing.Literal["yes", "no", "try"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelCaps:
     """What one GPT Image model accepts, so we send each model only the options it takes."""
 
-    input_fidelities: tuple[str, ...] = ()  # values it accepts; empty: leave input_fidelity out
-    input_fidelity: str | None = None  # the value we send (the most faithful one it accepts)
-    max_input_images: int = MAX_INPUT_IMAGES
-    custom_sizes: bool = False  # WIDTHxHEIGHT in multiples of 16 up to 3840x2160, besides the standard sizes
     qualities: tuple[str, ...] = QUALITIES
+    # yes: WIDTHxHEIGHT in multiples of 16 within the FLEX_* limits; no: the standard sizes only; try: not
+    # confirmed, so ask for the custom size and fall back to the nearest standard size once it is refused.
+    custom_sizes: CustomSizes = "yes"
+    transparent_background: str = ""  # "ga", "preview" or "" (not offered); our scenes are opaque
+    max_input_images: int = MAX_INPUT_IMAGES
     output_formats: tuple[str, ...] = OUTPUT_FORMATS
 
 
-_GPT_IMAGE_2 = ModelCaps(custom_sizes=True)
+_GPT_IMAGE_2 = ModelCaps(transparent_background="preview")
+_GPT_IMAGE_2_5 = ModelCaps(qualities=QUALITIES + EXTRA_QUALITIES, transparent_background="ga")
+_GPT_IMAGE_2_6 = ModelCaps(qualities=QUALITIES + EXTRA_QUALITIES, custom_sizes="try", transparent_background="ga")
 
-# From openai-python's image_edit_params.py and API-NOTES.md: leave input_fidelity out for gpt-image-2 and newer;
-# gpt-image-1.5 takes high (and low); gpt-image-1-mini takes only low. gpt-image-1 was shut down on 2026-10-23 and
-# is deliberately absent; so are the retired DALL-E models and the moving alias chatgpt-image-latest.
+# The current models (API-NOTES, December 2026). flare: faster; sunburst: more precise edits.
 MODELS: dict[str, ModelCaps] = {
     "gpt-image-2": _GPT_IMAGE_2,
     "gpt-image-2-2026-04-21": _GPT_IMAGE_2,
-    "gpt-image-2.5-sunburst": _GPT_IMAGE_2,
-    "gpt-image-2.5-sunburst-2026-09-08": _GPT_IMAGE_2,
-    "gpt-image-2.5-flare": _GPT_IMAGE_2,
-    "gpt-image-2.5-flare-2026-09-08": _GPT_IMAGE_2,
-    "gpt-image-2.6-sunburst": _GPT_IMAGE_2,
-    "gpt-image-2.6-flare": _GPT_IMAGE_2,
-    "gpt-image-1.5": ModelCaps(input_fidelities=("high", "low"), input_fidelity="high"),
-    "gpt-image-1-mini": ModelCaps(input_fidelities=("low",), input_fidelity="low"),
+    "gpt-image-2.5-sunburst": _GPT_IMAGE_2_5,
+    "gpt-image-2.5-sunburst-2026-09-08": _GPT_IMAGE_2_5,
+    "gpt-image-2.5-flare": _GPT_IMAGE_2_5,
+    "gpt-image-2.5-flare-2026-09-08": _GPT_IMAGE_2_5,
+    "gpt-image-2.6-sunburst": _GPT_IMAGE_2_6,
+    "gpt-image-2.6-flare": _GPT_IMAGE_2_6,
 }
+
+RETIRED: dict[str, str] = {
+    "gpt-image-1": "gpt-image-2.6-sunburst",
+    "gpt-image-1.5": "gpt-image-2.6-sunburst",
+    "gpt-image-1.5-2025-12-16": "gpt-image-2.6-sunburst",
+    "gpt-image-1-mini": "gpt-image-2.6-flare",
+    "chatgpt-image-latest": "gpt-image-2.6-sunburst",
+    "dall-e-2": "gpt-image-2.6-flare",
+    "dall-e-3": "gpt-image-2.6-sunburst",
+}
+"""Shut-down image models, each with the current model to choose instead (API-NOTES: gpt-image-2.6-sunburst for
+precise edits, -flare for speed)."""
 
 LIBRARY_MODELS = frozenset(typing.get_args(ImageModel))
 """The model names the installed openai library knows."""
@@ -98,6 +163,15 @@ if _UNKNOWN:  # the library pin and the table have drifted apart: fail at startu
         f"catalog_service.scenes.openai_images lists models the installed openai {openai.__version__} does not "
         f"know: {', '.join(_UNKNOWN)}; update MODELS or the openai pin"
     )
+
+
+def retired_message(model: str) -> str:
+    """What to tell a merchant whose settings or request name the shut-down `model`."""
+    replacement = RETIRED.get(model, DEFAULT_MODEL)
+    other = "gpt-image-2.6-flare" if replacement.endswith("sunburst") else "gpt-image-2.6-sunburst"
+    return (f"The OpenAI image model {model!r} has been shut down by OpenAI. Choose {replacement} instead "
+            f"(or {other}) in the settings.")
+
 
 # Error codes and words with which OpenAI says its safety system refused the request.
 MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
@@ -146,17 +220,19 @@ def parse_size(size: str) -> tuple[int, int] | None:
 
 
 def check_size(model: str, width: int, height: int) -> str | None:
-    """Why `model` cannot make a `width`x`height` image, in words for the merchant; None when it can."""
+    """Why `model` cannot be asked for a `width`x`height` image, in words for the merchant; None when it can."""
     size = f"{width}x{height}"
     if size in STANDARD_SIZES:
         return None
-    if not MODELS[model].custom_sizes:
+    if MODELS[model].custom_sizes == "no":
         return f"{model} makes only {', '.join(STANDARD_SIZES)} (or auto), not {size}"
     problems = []
     if width <= 0 or height <= 0 or width % FLEX_MULTIPLE or height % FLEX_MULTIPLE:
         problems.append(f"width and height must be multiples of {FLEX_MULTIPLE} px")
     if max(width, height) > FLEX_MAX_SIDE or width * height > FLEX_MAX_PIXELS:
         problems.append("the largest size is 3840x2160 (or 2160x3840)")
+    elif width * height < FLEX_MIN_PIXELS:
+        problems.append(f"the smallest is {FLEX_MIN_PIXELS:,} pixels (about 810x810)")
     if min(width, height) > 0 and max(width, height) > FLEX_MAX_RATIO * min(width, height):
         problems.append("the aspect ratio must be between 1:3 and 3:1")
     if problems:
@@ -164,8 +240,67 @@ def check_size(model: str, width: int, height: int) -> str | None:
     return None
 
 
+def check_output_size(width: int, height: int) -> str | None:
+    """Why a scene of `width`x`height` cannot be delivered, in words for the merchant; None when it can."""
+    if min(width, height) < MIN_OUTPUT_SIDE or max(width, height) > MAX_OUTPUT_SIDE:
+        return f"a scene is {MIN_OUTPUT_SIDE} to {MAX_OUTPUT_SIDE} px on each side, not {width}x{height}"
+    if max(width, height) > FLEX_MAX_RATIO * min(width, height):
+        return f"a scene's aspect ratio is between 1:3 and 3:1, not {width}x{height}"
+    return None
+
+
+def nearest_standard_size(width: int, height: int) -> Size:
+    """The standard size closest in aspect to `width`x`height` (square on a tie)."""
+    aspect = math.log(width / height)
+    sizes = [parse_size(size) for size in STANDARD_SIZES]
+    return min((size for size in sizes if size is not None), key=lambda size: abs(math.log(size[0] / size[1]) - aspect))
+
+
+def custom_size(width: int, height: int) -> Size:
+    """A custom request size for a `width`x`height` output: the same aspect (exactly, when a multiple of 16 allows
+    it), as many pixels as the output but within FLEX_MIN_PIXELS..FLEX_STABLE_PIXELS."""
+    target = min(max(width * height, FLEX_MIN_PIXELS), FLEX_STABLE_PIXELS)
+    divisor = math.gcd(width, height)
+    p, q = width // divisor, height // divisor
+    unit = FLEX_MULTIPLE * FLEX_MULTIPLE * p * q  # pixels of (16p x 16q), the smallest exact-aspect size
+    lowest, highest = math.ceil(math.sqrt(FLEX_MIN_PIXELS / unit)), math.floor(math.sqrt(FLEX_STABLE_PIXELS / unit))
+    if lowest <= highest:
+        m = min(max(round(math.sqrt(target / unit)), lowest), highest)
+        return FLEX_MULTIPLE * p * m, FLEX_MULTIPLE * q * m
+    # No exact multiple fits (an aspect like 1001:1000): the nearest multiples of 16; the crop is a pixel or two.
+    aspect = width / height
+    w, h = math.sqrt(target * aspect) / FLEX_MULTIPLE, math.sqrt(target / aspect) / FLEX_MULTIPLE
+    size = (max(1, round(w)) * FLEX_MULTIPLE, max(1, round(h)) * FLEX_MULTIPLE)
+    if size[0] * size[1] < FLEX_MIN_PIXELS:
+        size = (math.ceil(w) * FLEX_MULTIPLE, math.ceil(h) * FLEX_MULTIPLE)
+    elif size[0] * size[1] > FLEX_STABLE_PIXELS:
+        size = (math.floor(w) * FLEX_MULTIPLE, math.floor(h) * FLEX_MULTIPLE)
+    return size
+
+
+def request_size(model: str, width: int, height: int, *, custom: bool = True) -> Size:
+    """The size to ask `model` for when the scene is `width`x`height`: a custom size of the same aspect where the
+    model takes one (and `custom`), else the standard size nearest in aspect."""
+    if custom and MODELS[model].custom_sizes != "no":
+        return custom_size(width, height)
+    return nearest_standard_size(width, height)
+
+
+def output_region(request: Size, output: Size) -> Box:
+    """The centred part of a `request`-sized answer that has the output's aspect: what becomes the scene."""
+    rw, rh = request
+    ow, oh = output
+    if rw * oh > ow * rh:  # the request is wider than the output
+        width = min(rw, round(rh * ow / oh))
+        left = (rw - width) // 2
+        return left, 0, left + width, rh
+    height = min(rh, round(rw * oh / ow))
+    top = (rh - height) // 2
+    return 0, top, rw, top + height
+
+
 class OpenAIProvider:
-    """Scenes from GPT Image: the product cutout first, the merchant's references after it, a product prompt."""
+    """Scenes from GPT Image: the product placed on the canvas, the scene drawn around it, the product kept."""
 
     name = "openai"
 
@@ -179,6 +314,8 @@ class OpenAIProvider:
         timeout_s: float = 120.0,
         output_format: str = "jpeg",
     ) -> None:
+        if model in RETIRED:
+            raise ValueError(retired_message(model))
         if model not in MODELS:
             raise ValueError(f"unknown OpenAI image model {model!r}; choose one of {', '.join(MODELS)}")
         if output_format not in MODELS[model].output_formats:
@@ -187,6 +324,8 @@ class OpenAIProvider:
         self.prices = prices if prices is not None else PriceTable()
         self.prices.price(model)  # an unpriced default model is a configuration error: raise now
         self.output_format = output_format
+        # Models that refused a custom size in this process (custom_sizes == "try"): asked at standard sizes since.
+        self._standard_only: set[str] = set()
         self._owns_client = client is None
         if client is None:
             # The library reads OPENAI_API_KEY and OPENAI_BASE_URL itself, and owns the retries (module docstring).
@@ -215,18 +354,52 @@ class OpenAIProvider:
 
     def generate(self, request: SceneRequest) -> SceneResult:
         """One scene for the request, or ProviderUnavailable (retry later) / SceneRefused (permanent)."""
-        call = self._prepare(request)
+        plan = self._prepare(request)
+        estimate = self._plan_estimate(plan, request)
+        cutout = _decoded_cutout(request.cutout_png)
         started = time.perf_counter()
-        with self._mapped_errors():
-            response = self._client.images.edit(**call.kwargs)
-        return self._result(response, model=call.model, preset=request.preset.name, started=started,
-                            estimate=lambda: self._estimate(call, request.preset.quality,
-                                                            (request.preset.width, request.preset.height)))
+
+        def build(size: Size | None) -> tuple[dict[str, typing.Any], _Canvas]:
+            canvas = _Canvas.build(cutout, size or plan.size, plan.output, masked=plan.lock == "exact")
+            return plan.arguments(canvas, self.output_format), canvas
+
+        response, _, canvas = self._edit(plan.model, plan.size, plan.output, build)
+        size = canvas.size
+        answer = self._answer(response)
+        image = answer.image
+        if not _same_aspect(image.size, canvas.size):  # not what was asked: centre it on the frame we placed in
+            image = cover(image, canvas.size)
+        scene = _to_output(image, canvas, plan.output)
+        box = canvas.output_box(image.size, plan.output)
+        if plan.lock == "exact":
+            scene = recomposite(scene, cutout, box)
+            source_type = COMPOSITE_SOURCE
+        else:
+            source_type = GENERATED_SOURCE
+        data = encode(scene, self.output_format, quality=OUTPUT_QUALITY, source_type=source_type)
+        cost = self._cost(plan.model, answer.usage_raw, estimate)
+        width, height = plan.output
+        log.info(
+            "openai scene preset=%s model=%s lock=%s size=%dx%d out=%dx%d cost_usd=%.4f estimate_usd=%.4f "
+            "tokens_in=%d tokens_out=%d ms=%d", plan.preset, plan.model, plan.lock, *size, width, height, cost,
+            estimate, answer.usage.get("input_text_tokens", 0) + answer.usage.get("input_image_tokens", 0),
+            answer.usage.get("output_tokens", 0), (time.perf_counter() - started) * 1000,
+        )
+        return SceneResult(
+            data=data, content_type=CONTENT_TYPES[self.output_format], width=width, height=height,
+            preset=plan.preset, provider=self.name, model=plan.model, cost_usd=cost, usage=answer.usage,
+            estimate_usd=estimate, size=f"{size[0]}x{size[1]}", placement=box, source_type=source_type, image=scene,
+        )
 
     def estimate_cost(self, request: SceneRequest) -> float:
         """A conservative USD estimate of `generate(request)`, made before any call (for budgets)."""
-        call = self._prepare(request)
-        return self._estimate(call, request.preset.quality, (request.preset.width, request.preset.height))
+        return self._plan_estimate(self._prepare(request), request)
+
+    def _plan_estimate(self, plan: _Plan, request: SceneRequest) -> float:
+        """The estimate of a planned scene: the placed canvas is the first input image, at the size asked; the
+        figures recorded for this model, quality and size calibrate it when there are enough."""
+        return self._estimate(plan.model, plan.quality, plan.size, len(plan.references) + 1, len(plan.prompt),
+                              input_sizes=(plan.size,), calibration=request.calibration)
 
     def refine(
         self,
@@ -254,55 +427,96 @@ class OpenAIProvider:
             dimensions = parse_size(size)
         except ValueError as exc:
             raise _invalid(f"The size cannot be used: {exc}.") from None
-        if dimensions is not None and (problem := check_size(model, *dimensions)):
+        if dimensions is not None and (problem := check_output_size(*dimensions)):
             raise _invalid(f"The size cannot be used: {problem}.")
         image_size = _check_input_image(image_png, what="The scene to refine")
+        if mask_png is not None:
+            _check_mask(mask_png, image_size)
+        self._check_priced(model)
         ext, mime = sniff_image(image_png) or ("png", "image/png")
         kwargs: dict[str, typing.Any] = {
             "model": model,
             "image": [(f"scene.{ext}", image_png, mime)],
             "prompt": build_refine_prompt(instruction, masked=mask_png is not None),
-            "size": size,
             "quality": quality,
-            "output_format": self.output_format,
             "n": 1,
+            **_format_options(self.output_format),
         }
         if mask_png is not None:
-            _check_mask(mask_png, image_size)
             kwargs["mask"] = ("mask.png", mask_png, "image/png")
-        if caps.input_fidelity:
-            kwargs["input_fidelity"] = caps.input_fidelity
         if shop_key:
             kwargs["safety_identifier"] = shop_key
-        self._check_priced(model)
-        call = _Call(model=model, images=kwargs["image"], kwargs=kwargs)
+
+        def build(asked: Size | None) -> tuple[dict[str, typing.Any], None]:
+            return {**kwargs, "size": "auto" if asked is None else f"{asked[0]}x{asked[1]}"}, None
+
+        # A scene's own size (any aspect, up to 4096 px) is asked as a size the model takes, then restored.
+        wanted = None if dimensions is None else request_size(model, *dimensions, custom=model not in
+                                                             self._standard_only)
         started = time.perf_counter()
-        with self._mapped_errors():
-            response = self._client.images.edit(**kwargs)
-        return self._result(response, model=model, preset=preset, started=started,
-                            estimate=lambda: self._estimate(call, quality, size))
+        response, asked, _ = self._edit(model, wanted, dimensions, build)
+        answer = self._answer(response)
+        image = answer.image
+        if dimensions is not None and image.size != dimensions:
+            image = cover(image, dimensions)
+        # Encoded by us, marked: the model redrew what it liked, the product included.
+        data = encode(image, self.output_format, quality=OUTPUT_QUALITY, source_type=GENERATED_SOURCE)
+        asked_size = "auto" if asked is None else f"{asked[0]}x{asked[1]}"
+        estimate = self._estimate(model, quality, asked_size, 1, len(kwargs["prompt"]), input_sizes=(image.size,))
+        cost = self._cost(model, answer.usage_raw, estimate)
+        width, height = image.size
+        log.info("openai refine model=%s size=%s out=%dx%d cost_usd=%.4f ms=%d", model, asked_size, width, height,
+                 cost, (time.perf_counter() - started) * 1000)
+        return SceneResult(
+            data=data, content_type=CONTENT_TYPES[self.output_format], width=width, height=height, preset=preset,
+            provider=self.name, model=model, cost_usd=cost, usage=answer.usage, size=asked_size,
+            source_type=GENERATED_SOURCE, estimate_usd=estimate,
+        )
+
+    def _edit(
+        self, model: str, size: Size | None, output: Size | None,
+        build: Callable[[Size | None], tuple[dict[str, typing.Any], _T]],
+    ) -> tuple[typing.Any, Size | None, _T]:
+        """images.edit with the arguments `build` makes for `size`: (the response, the size asked, what `build`
+        made). A model whose custom sizes are unconfirmed (2.6) that refuses one is asked once more at the
+        standard size nearest the output's aspect, and at standard sizes from then on in this process."""
+        with self._mapped_errors(model):
+            while True:
+                kwargs, made = build(size)
+                try:
+                    return self._client.images.edit(**kwargs), size, made
+                except openai.BadRequestError as exc:
+                    if size is None or output is None or MODELS[model].custom_sizes != "try":
+                        raise
+                    fallback = nearest_standard_size(*output)
+                    if size == fallback or not _size_refused(exc):
+                        raise
+                    log.info("openai model=%s size=%dx%d refused; retrying at %dx%d", model, *size, *fallback)
+                    self._standard_only.add(model)
+                    size = fallback
 
     # internals
 
-    def _prepare(self, request: SceneRequest) -> _Call:
-        """The validated images.edit arguments for a scene request; SceneRefused before any call if invalid."""
+    def _prepare(self, request: SceneRequest) -> _Plan:
+        """The validated plan for a scene request; SceneRefused before any call if invalid."""
         model = request.model or self.model
         caps = _caps(model)
         preset = request.preset
-        if problem := check_size(model, preset.width, preset.height):
+        if preset.product_lock not in PRODUCT_LOCKS:
+            raise _invalid(f"Preset {preset.name!r} has product_lock {preset.product_lock!r}; use "
+                           f"{' or '.join(PRODUCT_LOCKS)}.")
+        if problem := check_output_size(preset.width, preset.height):
             raise _invalid(f"Preset {preset.name!r} cannot be made: {problem}. Change the preset's size.")
         _check_quality(model, caps, preset.quality)
         self._check_priced(model)
 
-        cutout = request.cutout_png
-        _check_input_image(cutout, what="The product cutout", decode=False)
-        cutout_ext, cutout_mime = sniff_image(cutout) or ("png", "image/png")
-        images: list[tuple[str, bytes, str]] = [(f"cutout.{cutout_ext}", cutout, cutout_mime)]
+        _check_input_image(request.cutout_png, what="The product cutout", decode=False)
         room = caps.max_input_images - 1
         references = tuple(request.references)
         if len(references) > room:
             log.info("openai preset=%s references=%d capped=%d model=%s", preset.name, len(references), room, model)
             references = references[:room]
+        images: list[tuple[str, bytes, str]] = []
         for number, reference in enumerate(references, start=1):
             _check_input_image(reference, what=f"Reference image {number}", decode=False)
             sniffed = sniff_image(reference)
@@ -318,26 +532,27 @@ class OpenAIProvider:
                     f"The scene text is {len(text)} characters; the model renders at most {MAX_TEXT_CHARS} reliably. "
                     "Shorten it, or have the text drawn on as an overlay."
                 )
-        kwargs: dict[str, typing.Any] = {
-            "model": model,
-            "image": images,
-            "prompt": build_prompt(request.product, preset, text=text, references=len(references)),
-            "size": f"{preset.width}x{preset.height}",
-            "quality": preset.quality,
-            "output_format": self.output_format,
-            "n": 1,
-        }
-        if caps.input_fidelity:
-            kwargs["input_fidelity"] = caps.input_fidelity
-        if request.shop_key:
-            kwargs["safety_identifier"] = request.shop_key  # already an opaque hash of the shop, never a domain
-        return _Call(model=model, images=images, kwargs=kwargs)
+        prompt = build_prompt(request.product, preset, text=text, references=len(references))
+        prompt += "\n" + (_EXACT_PLACEMENT if preset.product_lock == "exact" else _MODEL_PLACEMENT)
+        output = (preset.width, preset.height)
+        size = request_size(model, *output, custom=model not in self._standard_only)
+        return _Plan(model=model, preset=preset.name, lock=preset.product_lock, quality=preset.quality,
+                     output=output, size=size, prompt=prompt, references=tuple(images), shop_key=request.shop_key)
 
-    def _estimate(self, call: _Call, quality: str, size: str | tuple[int, int]) -> float:
-        return self.prices.estimate(
-            call.model, quality, size, n_input_images=len(call.images), prompt_chars=len(call.kwargs["prompt"]),
-            input_fidelity=MODELS[call.model].input_fidelity,
-        )
+    def _estimate(self, model: str, quality: str, size: str | Size, n_input_images: int, prompt_chars: int,
+                  *, input_sizes: tuple[Size, ...] = (), calibration: Calibration | None = None) -> float:
+        try:
+            return self.prices.estimate(model, quality, size, n_input_images=n_input_images,
+                                        prompt_chars=prompt_chars, input_fidelity=None, input_sizes=input_sizes,
+                                        calibration=calibration)
+        except ValueError as exc:
+            raise _invalid(f"The cost of this scene cannot be estimated, so it is not made: {exc}.") from None
+
+    def _cost(self, model: str, usage_raw: dict[str, typing.Any], estimate: float | Callable[[], float]) -> float:
+        if usage_raw:
+            return self.prices.cost(model, usage_raw)
+        # Without usage we cannot measure the call; its conservative estimate is the next best record.
+        return estimate() if callable(estimate) else estimate
 
     def _check_priced(self, model: str) -> None:
         try:
@@ -345,9 +560,7 @@ class OpenAIProvider:
         except ValueError as exc:
             raise _invalid(f"{model} has no price configured, so its cost cannot be tracked: {exc}.") from None
 
-    def _result(
-        self, response: typing.Any, *, model: str, preset: str, started: float, estimate: Callable[[], float]
-    ) -> SceneResult:
+    def _answer(self, response: typing.Any) -> _Answer:
         data = response.data or []
         encoded = data[0].b64_json if data else None
         if not encoded:
@@ -355,9 +568,10 @@ class OpenAIProvider:
                                       reason="bad_response")
         try:
             raw = base64.b64decode(encoded, validate=True)
-            with Image.open(io.BytesIO(raw), formats=tuple(_FORMAT_KEYS)) as image:
-                image.load()
-                fmt, (width, height) = _FORMAT_KEYS[image.format or ""], image.size
+            with Image.open(io.BytesIO(raw), formats=tuple(_FORMAT_KEYS)) as decoded:
+                decoded.load()
+                fmt = _FORMAT_KEYS[decoded.format or ""]
+                image = decoded.convert("RGB")
         except (binascii.Error, ValueError, OSError, KeyError, Image.DecompressionBombError, SyntaxError) as exc:
             raise ProviderUnavailable(
                 f"OpenAI answered with data that is not a readable image ({type(exc).__name__}); "
@@ -366,39 +580,166 @@ class OpenAIProvider:
             ) from None
         usage_model = response.usage
         usage_raw = usage_model.model_dump() if usage_model is not None else {}
-        usage = _flat_usage(usage_raw)
-        # Without usage we cannot measure the call; its conservative estimate is the next best record.
-        cost = self.prices.cost(model, usage_raw) if usage_raw else estimate()
-        log.info(
-            "openai scene preset=%s model=%s size=%dx%d cost_usd=%.4f tokens_in=%s tokens_out=%s ms=%d",
-            preset, model, width, height, cost, usage.get("input_text_tokens", 0) + usage.get("input_image_tokens", 0),
-            usage.get("output_tokens", 0), (time.perf_counter() - started) * 1000,
-        )
-        return SceneResult(
-            data=raw, content_type=CONTENT_TYPES[fmt], width=width, height=height, preset=preset,
-            provider=self.name, model=model, cost_usd=cost, usage=usage,
-        )
+        return _Answer(raw=raw, format=fmt, image=image, usage_raw=usage_raw, usage=_flat_usage(usage_raw))
 
-    def _mapped_errors(self) -> _ErrorMap:
-        return _ErrorMap(self._secret())
+    def _mapped_errors(self, model: str) -> _ErrorMap:
+        return _ErrorMap(self._secret(), model)
 
     def _secret(self) -> str:
         key = getattr(self._client, "api_key", "")
         return key if isinstance(key, str) else ""
 
 
+_EXACT_PLACEMENT = (
+    "Composition: the first input image is the whole frame, with the product already standing at its final "
+    "position and size on a transparent canvas. Paint the scene into the transparent area around it: the surface "
+    "it stands on, its contact shadow and the light falling on the setting. Do not move, resize, redraw, crop or "
+    "cover the product; the masked area is the product and stays exactly as it is."
+)
+_MODEL_PLACEMENT = (
+    "Composition: the first input image is the whole frame, with the product already standing at its final "
+    "position and size on a transparent canvas. Paint the scene into the transparent area around it and keep the "
+    "product where it stands, at the same size; you may render the product in the scene's light and style, but "
+    "keep its shape, colours, label text and logo recognisably the same."
+)
+
+
 @dataclasses.dataclass(frozen=True)
-class _Call:
+class _Plan:
+    """A validated scene request: everything but the placed canvas, which depends on the size finally asked."""
+
     model: str
-    images: list[tuple[str, bytes, str]]
-    kwargs: dict[str, typing.Any]
+    preset: str
+    lock: str
+    quality: str
+    output: Size
+    size: Size
+    prompt: str
+    references: tuple[tuple[str, bytes, str], ...]
+    shop_key: str
+
+    def arguments(self, canvas: _Canvas, output_format: str) -> dict[str, typing.Any]:
+        """The images.edit arguments: the placed product first, the references after it; the mask if any."""
+        kwargs: dict[str, typing.Any] = {
+            "model": self.model,
+            "image": [("scene.png", canvas.image_png, "image/png"), *self.references],
+            "prompt": self.prompt,
+            "size": f"{canvas.size[0]}x{canvas.size[1]}",
+            "quality": self.quality,
+            "n": 1,
+            **_format_options(output_format),
+        }
+        if canvas.mask_png is not None:
+            kwargs["mask"] = ("mask.png", canvas.mask_png, "image/png")
+        if self.shop_key:
+            kwargs["safety_identifier"] = self.shop_key  # already an opaque hash of the shop, never a domain
+        return kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Canvas:
+    """The first image of an edit: the product placed at the request size inside the output's region."""
+
+    size: Size
+    region: Box  # the part of the request frame that becomes the output (its aspect)
+    box: Box  # where the trimmed product stands, in request coordinates
+    image_png: bytes
+    mask_png: bytes | None
+
+    @classmethod
+    def build(cls, cutout: Image.Image, size: Size, output: Size, *, masked: bool) -> _Canvas:
+        region = output_region(size, output)
+        left, top, right, bottom = region
+        placed, (b_left, b_top, b_right, b_bottom) = place(cutout, (right - left, bottom - top), SCENE_LAYOUT)
+        if (right - left, bottom - top) != size:
+            framed = Image.new("RGBA", size, (0, 0, 0, 0))
+            framed.paste(placed, (left, top))
+            placed = framed
+        box = (b_left + left, b_top + top, b_right + left, b_bottom + top)
+        # Both only travel to OpenAI once: the fastest compression, for bodies a little larger.
+        mask = encode(edit_mask(placed), "png", png_level=1) if masked else None
+        if mask is not None and len(mask) > MAX_MASK_BYTES:
+            raise _invalid(f"The mask for this scene is {len(mask) / 1e6:.1f} MB; OpenAI takes masks under 4 MB.")
+        return cls(size=size, region=region, box=box, image_png=encode(placed, "png", png_level=1), mask_png=mask)
+
+    def output_box(self, answer: Size, output: Size) -> Box:
+        """Where the product stands in the output, from its box on the canvas (the answer may differ in size)."""
+        sx, sy = answer[0] / self.size[0], answer[1] / self.size[1]
+        region = _scaled(self.region, sx, sy)
+        ox, oy = output[0] / (region[2] - region[0]), output[1] / (region[3] - region[1])
+        left, top, right, bottom = _scaled(self.box, sx, sy)
+        box = (round((left - region[0]) * ox), round((top - region[1]) * oy),
+               round((right - region[0]) * ox), round((bottom - region[1]) * oy))
+        width, height = output
+        return (min(max(box[0], 0), width - 1), min(max(box[1], 0), height - 1),
+                min(max(box[2], box[0] + 1), width), min(max(box[3], box[1] + 1), height))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    raw: bytes
+    format: str
+    image: Image.Image  # RGB
+    usage_raw: dict[str, typing.Any]
+    usage: dict[str, int]
+
+
+def _scaled(box: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
+    return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+
+
+def _to_output(answer: Image.Image, canvas: _Canvas, output: Size) -> Image.Image:
+    """The answer's output region resized to exactly `output` (the same aspect: nothing stretched)."""
+    region = _scaled(canvas.region, answer.size[0] / canvas.size[0], answer.size[1] / canvas.size[1])
+    if answer.size == output and region == (0, 0, *output):
+        return answer
+    # Bicubic: the answer is within a few tenths of the output's scale, where it looks as good as Lanczos and
+    # costs less; in exact scenes the product is laid back from the cutout afterwards anyway.
+    return answer.resize(output, Image.Resampling.BICUBIC, box=region, reducing_gap=2.0)
+
+
+def _same_aspect(a: Size, b: Size) -> bool:
+    return abs(a[0] * b[1] - a[1] * b[0]) <= 0.01 * a[0] * b[1]
+
+
+@functools.lru_cache(maxsize=2)
+def _decoded_cutout(data: bytes) -> Image.Image:
+    """The product cutout as an RGBA image trimmed to its visible pixels; SceneRefused if it cannot be.
+
+    Kept for the few renders in flight: a render's scenes share one cutout, decoded once (read, never changed)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "WEBP", "JPEG")) as decoded:
+            rgba = decoded.convert("RGBA")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise _invalid("The product cutout cannot be read as an image.") from None
+    try:
+        return trim(rgba)
+    except ValueError:  # EmptyCutout
+        raise _invalid("The product cutout has no visible pixels: there is no product to place.") from None
+
+
+def _format_options(output_format: str) -> dict[str, typing.Any]:
+    """output_format, and output_compression where OpenAI takes it (jpeg, webp): a real value, not its 100."""
+    if output_format in ("jpeg", "webp"):
+        return {"output_format": output_format, "output_compression": OUTPUT_QUALITY}
+    return {"output_format": output_format}
+
+
+def _size_refused(exc: openai.BadRequestError) -> bool:
+    """Whether OpenAI refused the request for its size (param `size`, or a message about it)."""
+    if getattr(exc, "param", None) == "size":
+        return True
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return isinstance(message, str) and bool(re.search(r"\bsize\b", message, re.IGNORECASE))
 
 
 class _ErrorMap:
     """Maps the openai library's errors (after its retries) to ours, once, without ever echoing the API key."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, model: str = "") -> None:
         self._secret = secret
+        self._model = model
 
     def __enter__(self) -> None:
         return None
@@ -432,6 +773,12 @@ class _ErrorMap:
         if isinstance(exc, openai.BadRequestError) and self._is_moderation(exc, said):
             return SceneRefused(f"OpenAI refused this scene under its content policy: {said}",
                                 reason="content_policy")
+        if isinstance(exc, openai.NotFoundError) and getattr(exc, "code", None) == "model_not_found":
+            # A model shut down (or not open to this account) since the settings were saved.
+            hint = retired_message(self._model) if self._model in RETIRED else (
+                f"Choose another model in the settings ({', '.join(m for m in MODELS if m != self._model)}).")
+            return SceneRefused(f"OpenAI does not offer {self._model or 'this model'} to this account: {said} {hint}",
+                                reason="invalid_request")
         if isinstance(exc, openai.APIStatusError):
             if exc.status_code >= 500 or exc.status_code in (408, 409):
                 return ProviderUnavailable(f"OpenAI failed with HTTP {exc.status_code} even after retries: {said} "
@@ -460,8 +807,9 @@ class _ErrorMap:
 def _caps(model: str) -> ModelCaps:
     caps = MODELS.get(model)
     if caps is None:
-        retired = " (gpt-image-1 was shut down on 2026-10-23)" if model == "gpt-image-1" else ""
-        raise _invalid(f"The OpenAI image model {model!r} is not offered{retired}; choose one of {', '.join(MODELS)}.")
+        if model in RETIRED:
+            raise _invalid(retired_message(model))
+        raise _invalid(f"The OpenAI image model {model!r} is not offered; choose one of {', '.join(MODELS)}.")
     return caps
 
 

@@ -28,7 +28,12 @@ LABELS: dict[str, tuple[str, str]] = {
     "format": ("File format", "Transparent PNG or WebP."),
     "refine": ("Refine edges", ""),
     "keep_shadow": ("Keep the product's shadow", ""),
-    "scene_presets": ("Scenes to make for every product", "Built-in scenes and your own presets below."),
+    "scene_presets": ("Scenes to make for every product",
+                      "Built-in scenes and your own presets below. Studio, brand gradient and your own backdrop "
+                      "photos (reference) look like real product photography; marble counter and wooden table are "
+                      "drawn surfaces, best for products shot from the side."),
+    "image_ratio": ("Product image ratio", "Width to height, as your theme shows product images. Built-in scenes, "
+                                           "and your presets with no aspect of their own, are made at it."),
     "brand_color": ("Brand colour", "Used by the brand scenes."),
     "provider": ("Scene maker", "Who makes the scenes."),
     "model": ("Image model", "Only for OpenAI scenes."),
@@ -44,12 +49,22 @@ LABELS: dict[str, tuple[str, str]] = {
     "style": ("Style", ""),
     "prompt": ("Prompt", "Describe the setting: surface, light, mood."),
     "surface": ("Surface", "For the surface style."),
-    "size": ("Size", ""),
+    "aspect": ("Aspect", "Width to height of this scene."),
+    "long_side": ("Longest side, in pixels", "512 to 4096; the other side follows from the aspect."),
+    "size": ("Fixed size (older setting)", "Kept from before scenes had an aspect. Choose \"From the aspect and "
+                                           "longest side\" to use those instead."),
     "quality": ("Quality", "Higher quality costs more."),
     "reference_image_ids": ("Reference images", "Photos that show the look you want."),
     "text": ("Exact text (optional)", "Up to 40 characters shown on the image, e.g. a sale line."),
     "text_mode": ("How the text is added", ""),
+    "product_lock": ("Your product in the scene", "OpenAI scenes: keep your product's own pixels exact, or let the "
+                                                 "model redraw it for a stylised look (each such scene is checked and "
+                                                 "held for review if the product changed). The compositor always "
+                                                 "keeps it exact."),
 }
+
+ASPECT_LABELS = {"1:1": "Square 1:1", "4:5": "Portrait 4:5", "3:4": "Portrait 3:4", "16:9": "Landscape 16:9",
+                 "9:16": "Vertical 9:16"}
 
 CHOICE_LABELS: dict[str, dict[str, str]] = {
     "on_update": {"new_images": "Make new images", "ignore": "Do nothing"},
@@ -63,10 +78,12 @@ CHOICE_LABELS: dict[str, dict[str, str]] = {
     "surface": {"marble": "Marble", "wood": "Wood"},
     "quality": {"low": "Low", "medium": "Medium", "high": "High", "auto": "Automatic"},
     "text_mode": {"overlay": "Drawn on top (exact)", "model": "Painted by the model"},
+    "image_ratio": ASPECT_LABELS,
+    "aspect": {"": "Same as the product image ratio", **ASPECT_LABELS},
+    "size": {"": "From the aspect and longest side", "1536x1024": "Landscape 1536×1024",
+             "1024x1024": "Square 1024×1024", "1024x1536": "Portrait 1024×1536"},
+    "product_lock": {"exact": "Keep my product exact", "model": "Let the model redraw it"},
 }
-
-SIZES = ("1536x1024", "1024x1024", "1024x1536")
-SIZE_LABELS = {"1536x1024": "Landscape 1536×1024", "1024x1024": "Square 1024×1024", "1024x1536": "Portrait 1024×1536"}
 LONG_TEXT = {"prompt"}
 
 
@@ -129,8 +146,6 @@ def describe(schema: Schema, *, model_choices: list[str] | None = None) -> list[
         elif key == "model" and model_choices is not None:
             item.widget = "select"
             item.choices = [("", CHOICE_LABELS["model"][""])] + [(name, name) for name in model_choices]
-        elif key == "size":
-            item.widget, item.choices = "select", [(size, SIZE_LABELS[size]) for size in SIZES]
         elif key == "brand_color":
             item.widget = "color"
         elif key in LONG_TEXT:

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from ..current import services
 from ..imaging.errors import ImageRejected
-from ..models import ReferenceImage, Shop, get_for_shop
+from ..model_status import Notice, notice_for
+from ..models import ReferenceImage, Shop, get_for_shop, utcnow
 from ..references import MAX_REFERENCE_IMAGES, add_reference_image
 from ..scenes import builtin_presets
 from ..schemas import SETTINGS, SETTINGS_INPUT, PresetSchema, settings_with_defaults, text_problem
@@ -23,7 +24,7 @@ from .forms import LABELS, FormField, describe, errors_for, flatten_errors, pars
 SECTIONS: list[tuple[str, tuple[str, ...]]] = [
     ("New and changed products", ("auto_generate", "on_update")),
     ("Cutout", ("cutout",)),
-    ("Scenes", ("scene_presets", "brand_color", "provider", "model", "presets")),
+    ("Scenes", ("scene_presets", "image_ratio", "brand_color", "provider", "model", "presets")),
     ("Budget", ("monthly_budget_usd",)),
     ("Publishing", ("publish_mode", "on_regenerate", "alt_template")),
 ]
@@ -77,6 +78,15 @@ def _default_style(values: dict[str, Any]) -> str:
     return "prompt" if drawn is None or "prompt" in drawn else drawn[0]
 
 
+def _model_notice(values: dict[str, Any]) -> Notice | None:
+    """The warning (shutting down soon) or error (shut down) about the OpenAI model the shop's scenes use."""
+    config = services().config
+    if (values.get("provider") or config.scene_provider) != "openai":
+        return None
+    model = values.get("model") or config.openai_model
+    return notice_for(services().db.session(), model, utcnow().date()) if isinstance(model, str) else None
+
+
 def render_settings(shop: Shop, values: dict[str, Any], errors: dict[str, list[str]] | None = None, *,
                     upload_errors: list[str] | None = None, status: int = 200) -> ResponseReturnValue:
     from ..scenes.openai_images import MODELS
@@ -91,7 +101,7 @@ def render_settings(shop: Shop, values: dict[str, Any], errors: dict[str, list[s
         references=_references(shop.id), max_references=MAX_REFERENCE_IMAGES,
         spent=spent_this_month(svc.db.session(), shop.id), budget=settings["monthly_budget_usd"],
         max_upload_bytes=svc.config.max_source_bytes, errors_for=errors_for, value_at=value_at, label_for=label_for,
-        needs_reauth=needs_reauth(shop),
+        needs_reauth=needs_reauth(shop), model_notice=_model_notice(values),
     ), status
 
 

@@ -83,5 +83,5 @@ def test_store_failing_for_a_while_then_recovering_gets_every_asset_once(
         with app.app_context():
             assets = app.extensions["catalog_db"].session().get(Render, render_id).assets
             assert {a.push_status for a in assets} == {PushStatus.PUSHED}
-        assert len(fake.images_of(product_id)) == len(assets) == 5
-        assert len(fake.uploads()) == 5
+        assert len(fake.images_of(product_id)) == len(assets) == 4
+        assert len(fake.uploads()) == 4

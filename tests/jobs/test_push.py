@@ -88,7 +88,7 @@ def test_callback_gets_one_signed_message_with_working_links(
     assert hmac.compare_digest(headers["X-Catalog-Signature"], expected)
     message = json.loads(payload["raw"])
     assert message["event"] == "assets.ready" and message["product_id"] == "8"
-    assert len(message["assets"]) == len(render.assets) == 5
+    assert len(message["assets"]) == len(render.assets) == 4  # cutout, white, studio, brand-gradient
     for listed in message["assets"]:
         parts = urlsplit(listed["url"])
         download = client.get(f"{parts.path}?{parts.query}")
@@ -107,7 +107,7 @@ def test_failing_callback_is_visible_and_can_be_pushed_again(
     status = client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()
     assert status["push"]["status"] == "push_failed" and "400" in status["push"]["errors"][0]["message"]
     again = client.post(f"/api/v1/renders/{render_id}/push", headers=auth)
-    assert again.status_code == 202 and again.get_json()["assets"] == 5
+    assert again.status_code == 202 and again.get_json()["assets"] == 4
     run_jobs(app, redis)
     assert client.get(f"/api/v1/renders/{render_id}", headers=auth).get_json()["push"]["status"] == "pushed"
     assert len(receiver.messages) == 2

@@ -76,5 +76,5 @@ def test_sigkill_between_upload_and_record_then_restart_leaves_one_copy(
             assets = app.extensions["catalog_db"].session().get(Render, render_id).assets
             assert {a.push_status for a in assets} == {PushStatus.PUSHED}
         media = fake.product_media(PRODUCT)
-        assert len(media) == len(assets) == 5
+        assert len(media) == len(assets) == 4
         assert fake.errors == []

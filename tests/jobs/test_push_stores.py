@@ -59,10 +59,10 @@ def test_shopify_product_gets_our_media_once_through_throttling_and_a_second_pus
         fake.throttle(1)
         run_jobs(app, redis)
         assert statuses(app, render_id) == {PushStatus.PUSHED}
-        assert len(fake.product_media(4242)) == 5
+        assert len(fake.product_media(4242)) == 4
         uploads = len(fake.uploads)
         push_again(app, render_id)
-        assert len(fake.product_media(4242)) == 5 and len(fake.uploads) == uploads
+        assert len(fake.product_media(4242)) == 4 and len(fake.uploads) == uploads
         assert fake.errors == []
 
 
@@ -101,7 +101,7 @@ def test_two_pushes_to_one_product_at_once_put_each_image_on_it_once(
             thread.join(timeout=120)
         assert errors == []
         assert statuses(app, render_id) == {PushStatus.PUSHED}
-        assert len(fake.product_media(4243)) == 5, [m.filename for m in fake.product_media(4243)]
+        assert len(fake.product_media(4243)) == 4, [m.filename for m in fake.product_media(4243)]
 
 
 @pytest.mark.slow
@@ -128,10 +128,10 @@ def test_woocommerce_product_keeps_the_merchants_images_and_gets_ours_once(
         run_jobs(app, redis)
         assert statuses(app, render_id) == {PushStatus.PUSHED}
         images = fake.images_of(product_id)
-        assert images[0] == front and len(images) == 6
+        assert images[0] == front and len(images) == 5
         push_again(app, render_id)
         assert fake.images_of(product_id) == images
-        assert len(fake.uploads()) == 5
+        assert len(fake.uploads()) == 4
 
 
 def shopify_shop(app, fake, *, token: str, refresh_token: str | None, expires_in: float) -> int:  # type: ignore[no-untyped-def]

@@ -44,7 +44,8 @@ def test_webhook_to_pushed_assets(app, redis, webhooks, image_server, model_sess
     assert render.status == RenderStatus.SUCCEEDED, render.last_error
     kinds = sorted((a.kind.value, a.preset) for a in render.assets)
     assert ("cutout", "") in kinds and ("white", "") in kinds
-    assert {preset for kind, preset in kinds if kind == "scene"} == {"studio", "marble-counter", "brand-gradient"}
+    # The defaults that read as product photography; "reference" needs a reference photo, and the shop has none.
+    assert {preset for kind, preset in kinds if kind == "scene"} == {"studio", "brand-gradient"}
     assert all(a.push_status == PushStatus.PUSHED for a in render.assets)
     assert set(render.timings) >= {"cutout", "white", "scene:studio"}
 
@@ -77,9 +78,10 @@ def test_running_the_same_render_twice_adds_nothing(app, redis, webhooks, image_
         # The jobs closed the thread's session when they finished; ask for the current one.
         session = app.extensions["catalog_db"].session()
         count = len(session.scalars(select(Asset).where(Asset.render_id == render_id)).all())
-    assert count == len(load_render(app, render_id).assets) == 5
+    # The cutout, the white variant, and the default studio and brand-gradient scenes.
+    assert count == len(load_render(app, render_id).assets) == 4
     manifest = json.loads((next((tmp_path / "store").iterdir()) / "7" / "manifest.json").read_text())
-    assert len(manifest["assets"]) == 5
+    assert len(manifest["assets"]) == 4
 
 
 def test_missing_photo_fails_the_render_with_a_reason(app, redis, webhooks, image_server) -> None:

@@ -1,4 +1,8 @@
-"""The GPT Image provider against the fake OpenAI server: what is sent, retries, error mapping, cost, refine."""
+"""The GPT Image provider against the fake OpenAI server: what is sent, retries, error mapping, cost, refine.
+
+The product-exact path itself (placement, mask, re-composite, tampering, sizes per aspect) is in
+test_openai_exact.py.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from catalog_service.scenes.base import (
 from catalog_service.scenes.openai_images import (
     MAX_INPUT_IMAGES,
     MODELS,
+    OUTPUT_QUALITY,
+    RETIRED,
     OpenAIProvider,
     rectangle_mask,
 )
@@ -97,8 +103,9 @@ def make_provider(fake):
 # what is sent
 
 
-def test_generate_sends_cutout_references_and_prompt(fake, make_provider):
-    """One images.edit: model, size, quality, format, the cutout first, references in order, the shop's hash."""
+def test_generate_sends_placed_product_references_and_prompt(fake, make_provider):
+    """One images.edit: model, size, quality, format and compression, the placed product first with its mask,
+    references in order, the shop's hash; the answer comes back as a scene of the preset's size."""
     references = (jpeg(), png((80, 80), (10, 200, 10, 255)))
     result = make_provider().generate(request(references=references))
 
@@ -109,34 +116,30 @@ def test_generate_sends_cutout_references_and_prompt(fake, make_provider):
     fields = sent.fields
     assert (fields["model"], fields["size"], fields["quality"]) == ("gpt-image-2", "1024x1024", "medium")
     assert (fields["n"], fields["output_format"], fields["safety_identifier"]) == ("1", "jpeg", SHOP_KEY)
+    assert fields["output_compression"] == str(OUTPUT_QUALITY)
     assert "input_fidelity" not in fields
     assert "Smoky Chipotle Hot Sauce" in fields["prompt"]
     assert "Keep the product unchanged" in fields["prompt"]
     assert "The following 2 input images are style and setting references only" in fields["prompt"]
     assert [(part.field, part.filename, part.content_type) for part in sent.images] == [
-        ("image[]", "cutout.png", "image/png"),
+        ("image[]", "scene.png", "image/png"),
         ("image[]", "reference-1.jpg", "image/jpeg"),
         ("image[]", "reference-2.png", "image/png"),
     ]
-    assert [part.sha256 for part in sent.images] == [sha(CUTOUT), *map(sha, references)]
-    assert sent.mask is None
+    assert [part.sha256 for part in sent.images[1:]] == list(map(sha, references))
+    with Image.open(io.BytesIO(sent.images[0].data)) as placed:
+        assert (placed.mode, placed.size) == ("RGBA", (1024, 1024))
+    assert sent.mask is not None and sent.mask.content_type == "image/png"
 
     assert (result.provider, result.model, result.preset) == ("openai", "gpt-image-2", "kitchen-counter")
     assert (result.width, result.height, result.content_type) == (1024, 1024, "image/jpeg")
+    assert (result.size, result.source_type) == ("1024x1024", "compositeWithTrainedAlgorithmicMedia")
     with Image.open(io.BytesIO(result.data)) as image:
         assert (image.format, image.size) == ("JPEG", (1024, 1024))
     assert set(result.usage) == {"input_text_tokens", "input_image_tokens", "output_tokens", "total_tokens"}
     assert all(isinstance(value, int) and value > 0 for value in result.usage.values())
     assert result.cost_usd == pytest.approx(PriceTable().cost("gpt-image-2", sent.usage))
-
-
-@pytest.mark.parametrize(("model", "fidelity"), [("gpt-image-1-mini", "low"), ("gpt-image-1.5", "high")])
-def test_input_fidelity_only_where_the_model_takes_it(fake, make_provider, model, fidelity):
-    """gpt-image-1-mini gets input_fidelity=low, gpt-image-1.5 high; the model comes from the request."""
-    result = make_provider().generate(request(model=model))
-    assert fake.requests[0].fields["model"] == model
-    assert fake.requests[0].fields["input_fidelity"] == fidelity
-    assert result.model == model
+    assert result.estimate_usd == pytest.approx(make_provider().estimate_cost(request(references=references)))
 
 
 def test_provider_default_model_and_png_output(fake, make_provider):
@@ -163,19 +166,21 @@ def test_text_goes_into_the_prompt_in_model_mode(fake, make_provider):
 
 
 def test_custom_size_on_gpt_image_2(fake, make_provider):
-    """gpt-image-2 takes any multiple-of-16 size; the result reports the decoded image's size."""
+    """gpt-image-2 takes any multiple-of-16 size: a 16:9 preset is asked for at its own size."""
     preset = dataclasses.replace(PRESET, width=1536, height=864)
     result = make_provider().generate(request(preset=preset))
     assert fake.requests[0].fields["size"] == "1536x864"
-    assert (result.width, result.height) == (1536, 864)
+    assert (result.width, result.height, result.size) == (1536, 864, "1536x864")
 
 
-def test_reported_size_is_the_decoded_one():
-    """When OpenAI answers with another size than asked, the result says what was really made."""
+def test_an_answer_of_another_size_still_makes_the_preset_size():
+    """When OpenAI answers with another size than asked, the scene is still exactly the preset's size."""
     with FakeOpenAI(image_size=(96, 64)) as fake:
         with openai.OpenAI(api_key=API_KEY, base_url=fake.url + "/v1", max_retries=0) as client:
             result = OpenAIProvider(client=client).generate(request())
-    assert (result.width, result.height) == (96, 64)
+    assert (result.width, result.height) == (1024, 1024)
+    with Image.open(io.BytesIO(result.data)) as image:
+        assert image.size == (1024, 1024)
 
 
 def test_references_capped_at_the_model_limit(fake, make_provider):
@@ -184,7 +189,7 @@ def test_references_capped_at_the_model_limit(fake, make_provider):
     make_provider().generate(request(references=references))
     sent = fake.requests[0].images
     assert len(sent) == MAX_INPUT_IMAGES
-    assert sent[0].sha256 == sha(CUTOUT)
+    assert sent[0].filename == "scene.png"
     assert [part.sha256 for part in sent[1:]] == [sha(ref) for ref in references[:MAX_INPUT_IMAGES - 1]]
     assert sent[-1].filename == "reference-15.jpg"
 
@@ -193,25 +198,23 @@ def test_references_capped_at_the_model_limit(fake, make_provider):
 
 
 @pytest.mark.parametrize(
-    ("model", "size", "message"),
+    ("size", "message"),
     [
-        ("gpt-image-1.5", (1536, 864), "makes only 1024x1024"),
-        ("gpt-image-1-mini", (512, 512), "makes only 1024x1024"),
-        ("gpt-image-2", (1000, 1000), "multiples of 16"),
-        ("gpt-image-2", (4096, 2160), "largest size"),
-        ("gpt-image-2", (3840, 1200), "between 1:3 and 3:1"),
+        ((32, 32), "64 to 4096 px"),
+        ((5000, 5000), "64 to 4096 px"),
+        ((3840, 1200), "between 1:3 and 3:1"),
     ],
 )
-def test_bad_size_is_refused_before_any_call(fake, make_provider, model, size, message):
-    """A size the model cannot make is refused with a merchant-readable reason and no request."""
+def test_bad_size_is_refused_before_any_call(fake, make_provider, size, message):
+    """A scene size we cannot deliver is refused with a merchant-readable reason and no request."""
     preset = dataclasses.replace(PRESET, width=size[0], height=size[1])
     provider = make_provider()
     with pytest.raises(SceneRefused, match=message) as caught:
-        provider.generate(request(model=model, preset=preset))
+        provider.generate(request(preset=preset))
     assert caught.value.reason == "invalid_request"
     assert "kitchen-counter" in str(caught.value)
     with pytest.raises(SceneRefused):
-        provider.estimate_cost(request(model=model, preset=preset))
+        provider.estimate_cost(request(preset=preset))
     assert fake.calls == 0
 
 
@@ -220,7 +223,10 @@ def test_bad_size_is_refused_before_any_call(fake, make_provider, model, size, m
     [
         ({"preset": dataclasses.replace(PRESET, quality="ultra")}, "quality"),
         ({"model": "gpt-image-1"}, "shut down"),
-        ({"model": "dall-e-3"}, "not offered"),
+        ({"model": "gpt-image-1.5"}, "Choose gpt-image-2.6-sunburst"),
+        ({"model": "gpt-image-9"}, "not offered"),
+        ({"preset": dataclasses.replace(PRESET, product_lock="loose")}, "product_lock"),
+        ({"cutout_png": encode(Image.new("RGBA", (32, 32)), "png")}, "no visible pixels"),
         ({"references": (b"GIF89a not really",)}, "Reference image 1 is not a PNG, JPEG or WebP"),
         ({"cutout_png": b"plain text"}, "cutout is not a PNG"),
         ({"text": "x" * 81}, "at most 80"),
@@ -235,9 +241,11 @@ def test_invalid_requests_are_refused_before_any_call(fake, make_provider, chang
 
 
 def test_constructor_refuses_unknown_model_and_format():
-    """A provider for gpt-image-1 or an unknown format is a configuration error."""
-    with pytest.raises(ValueError, match="unknown OpenAI image model"):
+    """A provider for a shut-down or unknown model, or an unknown format, is a configuration error."""
+    with pytest.raises(ValueError, match="shut down.*gpt-image-2.6-sunburst"):
         OpenAIProvider(client=typing.cast(openai.OpenAI, object()), model="gpt-image-1")
+    with pytest.raises(ValueError, match="unknown OpenAI image model"):
+        OpenAIProvider(client=typing.cast(openai.OpenAI, object()), model="gpt-image-9")
     with pytest.raises(ValueError, match="output_format"):
         OpenAIProvider(client=typing.cast(openai.OpenAI, object()), output_format="gif")
 
@@ -433,7 +441,7 @@ def test_refine_with_a_rectangle_mask(fake, make_provider):
     scene = jpeg((256, 128))
     box = (32, 16, 96, 64)
     result = make_provider().refine(image_png=scene, instruction="Add a sprig of thyme", mask_png=rectangle_mask(
-        (256, 128), box), size="1536x1024", quality="high", model="gpt-image-1.5", shop_key=SHOP_KEY)
+        (256, 128), box), size="1536x1024", quality="high", model="gpt-image-2.5-flare", shop_key=SHOP_KEY)
 
     sent = fake.requests[0]
     assert [(part.filename, part.content_type, part.sha256) for part in sent.images] == [
@@ -449,13 +457,29 @@ def test_refine_with_a_rectangle_mask(fake, make_provider):
     assert tuple(transparent.max(axis=0) + 1) == (box[3], box[2])
 
     fields = sent.fields
-    assert (fields["model"], fields["size"], fields["quality"]) == ("gpt-image-1.5", "1536x1024", "high")
-    assert fields["input_fidelity"] == "high" and fields["safety_identifier"] == SHOP_KEY
+    assert (fields["model"], fields["size"], fields["quality"]) == ("gpt-image-2.5-flare", "1536x1024", "high")
+    assert "input_fidelity" not in fields and fields["safety_identifier"] == SHOP_KEY
+    assert fields["output_compression"] == str(OUTPUT_QUALITY)
     assert "Add a sprig of thyme" in fields["prompt"]
     assert "Keep everything else unchanged" in fields["prompt"]
     assert "Keep the product unchanged" in fields["prompt"]
-    assert (result.preset, result.model, result.width, result.height) == ("refine", "gpt-image-1.5", 1536, 1024)
+    assert (result.preset, result.model, result.width, result.height) == ("refine", "gpt-image-2.5-flare", 1536, 1024)
+    assert (result.size, result.source_type) == ("1536x1024", "trainedAlgorithmicMedia")
     assert result.cost_usd > 0
+
+
+def test_refine_keeps_the_scenes_own_size(fake, make_provider):
+    """A 4:5 scene of 1080x1350 is refined at a size the model takes, in its aspect, and comes back 1080x1350,
+    encoded by us and marked as generated."""
+    scene = jpeg((1080, 1350))
+    result = make_provider().refine(image_png=scene, instruction="warmer light", size="1080x1350")
+    asked = fake.requests[0].fields["size"]
+    width, height = (int(side) for side in asked.split("x"))
+    assert (width % 16, height % 16, width * 5) == (0, 0, height * 4)
+    assert (result.width, result.height, result.size) == (1080, 1350, asked)
+    with Image.open(io.BytesIO(result.data)) as image:
+        assert (image.format, image.size) == ("JPEG", (1080, 1350))
+    assert b"trainedAlgorithmicMedia" in result.data
 
 
 def test_refine_without_mask_defaults(fake, make_provider):
@@ -496,7 +520,8 @@ def test_refine_refuses_bad_masks_before_any_call(fake, make_provider, mask, mes
         ({"instruction": "  "}, "instruction is empty"),
         ({"instruction": "x" * 4001}, "keep it under 4000"),
         ({"size": "big"}, "size cannot be used"),
-        ({"size": "1536x864", "model": "gpt-image-1.5"}, "makes only"),
+        ({"size": "5000x5000"}, "64 to 4096 px"),
+        ({"size": "4000x1000"}, "between 1:3 and 3:1"),
         ({"quality": "best"}, "quality"),
         ({"image_png": b"not an image"}, "not a PNG, JPEG or WebP"),
         ({"model": "gpt-image-1"}, "shut down"),
@@ -521,12 +546,16 @@ def test_rectangle_mask_refuses_boxes_outside_the_image(box):
 
 
 def test_every_model_is_one_the_library_knows():
-    """Every MODELS entry is in the installed openai's ImageModel; gpt-image-1 is not offered."""
+    """Every MODELS entry is in the installed openai's ImageModel; no shut-down model is offered, and each has a
+    current replacement."""
     known = set(typing.get_args(ImageModel))
     assert set(MODELS) <= known
-    assert "gpt-image-1" not in MODELS
-    assert MODELS["gpt-image-2"].input_fidelities == ()
-    assert MODELS["gpt-image-1-mini"].input_fidelities == ("low",)
+    assert not set(RETIRED) & set(MODELS)
+    assert {"gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"} <= set(RETIRED)
+    assert set(RETIRED.values()) <= set(MODELS)
+    assert "xhigh" in MODELS["gpt-image-2.6-flare"].qualities and "xhigh" not in MODELS["gpt-image-2"].qualities
+    assert MODELS["gpt-image-2.5-sunburst"].transparent_background == "ga"
+    assert MODELS["gpt-image-2"].transparent_background == "preview"
 
 
 def test_provider_builds_its_client_from_the_environment(fake, monkeypatch):
@@ -562,12 +591,52 @@ def test_fake_parses_binary_parts_exactly(fake):
 
 
 def test_fake_checks_parameters_like_the_api(fake):
-    """The fake refuses input_fidelity on gpt-image-2 and custom sizes on gpt-image-1.5, as the API does."""
+    """The fake refuses input_fidelity on gpt-image-2, sizes under its pixel minimum, xhigh on gpt-image-2 and
+    output_compression with png, as the API does."""
     with openai.OpenAI(api_key=API_KEY, base_url=fake.url + "/v1", max_retries=0) as client:
         with pytest.raises(openai.BadRequestError, match="input_fidelity"):
             client.images.edit(model="gpt-image-2", prompt="p", image=[("c.png", CUTOUT, "image/png")],
                                input_fidelity="high")
-        with pytest.raises(openai.BadRequestError, match="1536x864"):
-            client.images.generate(model="gpt-image-1.5", prompt="p", size="1536x864")
-        generated = client.images.generate(model="gpt-image-2", prompt="p", size="1024x1024", quality="low")
-    assert generated.usage is not None and generated.usage.output_tokens == 272
+        with pytest.raises(openai.BadRequestError, match="512x512"):
+            client.images.generate(model="gpt-image-2", prompt="p", size="512x512")
+        with pytest.raises(openai.BadRequestError, match="xhigh"):
+            client.images.generate(model="gpt-image-2", prompt="p", quality="xhigh")
+        with pytest.raises(openai.BadRequestError, match="output_compression"):
+            client.images.generate(model="gpt-image-2", prompt="p", output_format="png", output_compression=80)
+        client.images.generate(model="gpt-image-2.6-flare", prompt="p", size="1536x864", quality="max")
+    assert [sent.status for sent in fake.requests] == [400, 400, 400, 400, 200]
+
+
+@pytest.mark.parametrize(("size", "quality", "tokens"), [
+    ("1024x1024", "low", 200), ("1024x1024", "medium", 1767), ("1024x1024", "high", 7033),
+    ("1536x1024", "low", 167), ("1024x1536", "medium", 1367), ("1536x1024", "high", 5500),
+])
+def test_fake_usage_follows_openais_examples(fake, size, quality, tokens):
+    """Output tokens by quality and shape as in OpenAI's gpt-image-2 examples (they do not grow with area)."""
+    with openai.OpenAI(api_key=API_KEY, base_url=fake.url + "/v1", max_retries=0) as client:
+        generated = client.images.generate(model="gpt-image-2", prompt="p", size=size, quality=quality)
+    assert generated.usage is not None and generated.usage.output_tokens == tokens
+
+
+def test_fake_edit_keeps_the_first_image_where_the_mask_is_opaque(fake):
+    """The fake's edit answers a new scene where the mask is transparent and the first image's pixels where it is
+    opaque; a tamper changes those pixels in the next answer only."""
+    first = Image.new("RGBA", (1024, 1024), (0, 0, 0, 0))
+    ImageDraw.Draw(first).rectangle((400, 400, 623, 623), fill=(200, 30, 30, 255))
+    mask = rectangle_mask((1024, 1024), (0, 0, 1024, 380))
+
+    def edit(client: openai.OpenAI) -> np.ndarray:
+        answer = client.images.edit(model="gpt-image-2", prompt="p", image=[("f.png", encode(first, "png"),
+                                    "image/png")], mask=("m.png", mask, "image/png"), output_format="png")
+        assert answer.data and answer.data[0].b64_json
+        with Image.open(io.BytesIO(base64.b64decode(answer.data[0].b64_json))) as image:
+            return np.asarray(image.convert("RGB")).astype(int)
+
+    with openai.OpenAI(api_key=API_KEY, base_url=fake.url + "/v1", max_retries=0) as client:
+        fake.tamper("recolour")
+        tampered, kept = edit(client), edit(client)
+    assert (kept[410:610, 410:610] == (200, 30, 30)).all()  # kept: opaque in the mask and in the image
+    assert not (tampered[410:610, 410:610] == (200, 30, 30)).all()
+    assert not (kept[:380] == (200, 30, 30)).all(axis=-1).any()  # the scene, drawn where the mask is transparent
+    with pytest.raises(ValueError, match="recolour"):
+        fake.tamper("melt")

@@ -63,6 +63,56 @@ def test_a_valid_form_is_saved(app, merchant) -> None:
     assert "Settings saved." in merchant.get(response.headers["Location"]).get_data(as_text=True)
 
 
+def selected(html: str, path: str) -> str | None:
+    """The chosen option of a select on the page."""
+    select_ = re.search(r'<select id="f-%s".*?</select>' % re.escape(path.replace(".", "-")), html, re.S)
+    assert select_, path
+    chosen = re.search(r'<option value="([^"]*)" selected', select_.group(0))
+    return chosen.group(1) if chosen else None
+
+
+def test_the_shop_ratio_and_a_presets_aspect_long_side_and_product_lock_round_trip(app, merchant) -> None:
+    """The merchant picks a 4:5 theme ratio and a 16:9 preset at 1600 px whose product the model may redraw: saved,
+    and shown chosen when the page opens again. A new preset offers aspect, long side and product lock, and no
+    fixed size."""
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    assert selected(html, "image_ratio") == "1:1"
+    template = re.search(r'<template id="preset-template">(.*?)</template>', html, re.S)
+    assert template
+    for key in ("aspect", "long_side", "product_lock"):
+        assert f'name="presets.__i__.{key}"' in template.group(1), key
+    assert 'name="presets.__i__.size"' not in template.group(1)
+    settings = settings_with_defaults({})
+    settings["image_ratio"] = "4:5"
+    settings["presets"] = [{"name": "banner", "style": "gradient", "aspect": "16:9", "long_side": 1600,
+                            "product_lock": "model"}]
+    settings["scene_presets"] = ["studio", "banner"]
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    saved = stored(app, merchant.id)
+    assert saved["image_ratio"] == "4:5"
+    assert {key: saved["presets"][0][key] for key in ("aspect", "long_side", "product_lock", "size")} == {
+        "aspect": "16:9", "long_side": 1600, "product_lock": "model", "size": ""}
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    assert selected(html, "image_ratio") == "4:5"
+    assert (selected(html, "presets.0.aspect"), selected(html, "presets.0.product_lock")) == ("16:9", "model")
+    assert 'name="presets.0.long_side" value="1600"' in html
+
+
+def test_a_preset_with_the_old_fixed_size_keeps_it_when_the_page_is_saved(app, merchant) -> None:
+    """A preset stored before aspects existed shows its fixed size, and saving the page leaves it as it was."""
+    with app.app_context(), app.extensions["catalog_db"].transaction() as session:
+        row = session.get(Shop, merchant.id)
+        row.settings = {**row.settings, "presets": [{"name": "kitchen", "style": "studio", "size": "1024x1536"}],
+                        "scene_presets": ["studio", "kitchen"]}
+    html = merchant.get(f"/shops/{merchant.id}/settings").get_data(as_text=True)
+    assert selected(html, "presets.0.size") == "1024x1536"
+    response = merchant.post(f"/shops/{merchant.id}/settings", data=form_data(settings_with_defaults(
+        stored(app, merchant.id))))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert stored(app, merchant.id)["presets"][0]["size"] == "1024x1536"
+
+
 @pytest.mark.parametrize(("path", "value", "words"), [
     ("cutout.padding", "0.9", "less than or equal to 0.5"),
     ("cutout.max_side", "12", "greater than or equal to 256"),
@@ -74,6 +124,10 @@ def test_a_valid_form_is_saved(app, merchant) -> None:
     ("presets.0.name", "Bad Name", "lowercase letters"),
     ("presets.0.size", "999x999", "1024x1024"),
     ("presets.0.text", "x" * 41, "40"),
+    ("presets.0.aspect", "2:3", "4:5"),
+    ("presets.0.long_side", "100", "greater than or equal to 512"),
+    ("presets.0.product_lock", "loose", "exact, model"),
+    ("image_ratio", "3:2", "Must be one of"),
     ("alt_template", "Nice\x00 {title}", "NUL"),
     ("presets.0.prompt", "a\x00b", "NUL"),
     ("alt_template", "{title", "Not a usable template"),
