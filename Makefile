@@ -31,6 +31,7 @@ test-deps: model
 # Tests marked both_databases run on PostgreSQL as well when one answers; the rest run on SQLite.
 test: lint test-deps
 	scripts/ensure-chromium
+	scripts/ensure-tools
 	CATALOG_TEST_POSTGRES_URL="$${CATALOG_TEST_POSTGRES_URL-$$(PYTHON=$(BIN)/python scripts/postgres-url)}" \
 		$(BIN)/python -m pytest
 
@@ -44,6 +45,8 @@ bench: model
 	$(BIN)/python benchmarks/cutout_quality.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/scenes.py
+	$(BIN)/python benchmarks/backfill.py --products 200
 
 clean:
 	rm -rf $(VENV) var demo-out .pytest_cache

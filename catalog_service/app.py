@@ -15,6 +15,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 from webhooks import bp as webhooks_bp
 
+from . import api_backfills  # noqa: F401 - adds the backfill routes to the API blueprint
 from . import services as services_module
 from .api import bp as api_bp
 from .assets import bp as assets_bp

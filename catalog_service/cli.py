@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,9 +116,10 @@ def up(host: str, port: int) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="stop when the queues are empty")
-@click.option("--queues", default="renders,pushes", show_default=True, help="comma-separated queue names")
+@click.option("--queues", default="renders,pushes,backfill", show_default=True,
+              help="comma-separated queue names, taken in this order")
 def worker(burst: bool, queues: str) -> None:
-    """An RQ worker on the render and push queues, with the cutout model loaded once."""
+    """An RQ worker on the render, push and backfill queues, with the cutout model loaded once."""
     from jobs.queues import ALL_QUEUES
     from jobs.worker import run_worker
 
@@ -179,6 +182,80 @@ def cutout(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             click.echo(f"{path} -> {white_path}")
     if failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("shop_id", type=int)
+@click.option("--dry-run", is_flag=True, help="estimate only: the backfill waits to be started")
+@click.option("--scenes", default="", help="comma-separated preset names (default: the shop's scene_presets)")
+@click.option("--product-type", default="", help="only products of this type")
+@click.option("--vendor", default="", help="only products of this vendor")
+@click.option("--tag", default="", help="only products with this tag")
+@click.option("--collection", default="", help="Shopify: only products in this collection (id or handle)")
+@click.option("--status", default="active", show_default=True,
+              type=click.Choice(["active", "draft", "archived", "any"]))
+@click.option("--created-since", default=None, type=click.DateTime(), help="only products created since (UTC)")
+@click.option("--without-our-images", is_flag=True, help="only products that carry none of our images yet")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="show progress until the backfill ends")
+def backfill(shop_id: int, dry_run: bool, scenes: str, product_type: str, vendor: str, tag: str, collection: str,
+             status: str, created_since: dt.datetime | None, without_our_images: bool, wait: bool) -> None:
+    """Render a shop's existing catalog: collected and estimated first, then done by the workers."""
+    from jobs.backfill import collect_backfill, progress_of
+
+    from . import backfills, services
+    from .models import Shop
+
+    svc = _services()
+    services.install(svc)
+    from .stores.catalog import CatalogFilters
+
+    try:
+        filters = CatalogFilters(
+            product_type=product_type, vendor=vendor, tag=tag, collection=collection, status=status,
+            without_our_images=without_our_images,
+            created_since=created_since.replace(tzinfo=dt.UTC) if created_since else None).to_dict()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        with svc.db.transaction() as session:
+            shop = session.get(Shop, shop_id)
+            if shop is None:
+                raise click.ClickException(f"No shop {shop_id}.")
+            created = backfills.create(session, shop, filters=filters, dry_run=dry_run,
+                                       scenes=[name.strip() for name in scenes.split(",") if name.strip()])
+            backfill_id = created.id
+    except backfills.BackfillError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Backfill {backfill_id}: reading the catalog of shop {shop_id}...")
+    collect_backfill(backfill_id)
+    shown = progress_of(backfill_id)
+    estimate = shown["estimate"] or {}
+    if shown["status"] == "failed":
+        raise click.ClickException(f"Backfill {backfill_id} failed: {shown['error']}")
+    click.echo(f"{estimate.get('products', 0)} products to do ({shown['skipped']} skipped), "
+               f"{estimate.get('images', 0)} photos, {estimate.get('scenes', 0)} scenes: "
+               f"about ${estimate.get('cost_usd', 0):.2f} and {_duration(estimate.get('time_s', 0))} on one worker.")
+    if dry_run:
+        click.echo(f"Dry run: start it with POST /api/v1/shops/{shop_id}/backfills/{backfill_id}/start.")
+        return
+    if not wait or shown["status"] != "running":
+        click.echo(f"Backfill {backfill_id} is {shown['status']}.")
+        return
+    with click.progressbar(length=shown["total"] - shown["skipped"], label="Rendering", show_pos=True) as bar:
+        finished = 0
+        while shown["status"] == "running":
+            time.sleep(1.0)
+            shown = progress_of(backfill_id)
+            bar.update(shown["done"] + shown["failed"] - finished)
+            finished = shown["done"] + shown["failed"]
+    click.echo(f"Backfill {backfill_id} {shown['status']}: {shown['done']} done, {shown['failed']} failed, "
+               f"{shown['skipped']} skipped, ${shown['cost_usd']:.2f} spent."
+               + (f" {shown['pause_reason']}" if shown["pause_reason"] else ""))
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
 @main.group()

@@ -272,6 +272,70 @@ class UsageRecord(Base):
     __table_args__ = (Index("ix_usage_shop_created", "shop_id", "created_at"), NEVER_REUSE_IDS)
 
 
+class BackfillStatus(str, enum.Enum):
+    COLLECTING = "collecting"  # reading the shop's catalog (a Shopify bulk operation, WooCommerce pages)
+    READY = "ready"  # collected and estimated: waits for start (a dry run stops here)
+    RUNNING = "running"
+    PAUSED = "paused"  # by the merchant, or by the monthly budget (pause_reason says which)
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # the catalog could not be read (error says why)
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (BackfillStatus.DONE, BackfillStatus.CANCELLED, BackfillStatus.FAILED)
+
+
+class BackfillItemStatus(str, enum.Enum):
+    PENDING = "pending"  # waits for the feeder
+    QUEUED = "queued"  # its render exists and is queued or running
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # already done with the same photos and settings, or no photo to work from
+
+
+class Backfill(TimestampMixin, Base):
+    """One run over a shop's existing catalog: what to make, for which products, at what estimated cost."""
+
+    __tablename__ = "backfills"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    status: Mapped[BackfillStatus] = mapped_column(_enum(BackfillStatus), default=BackfillStatus.COLLECTING)
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    scenes: Mapped[list[Any]] = mapped_column(default=list)  # preset names; [] means the shop's scene_presets
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    source_state: Mapped[dict[str, Any]] = mapped_column(default=dict)  # e.g. the Shopify bulk operation's id
+    estimate: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_backfills_shop_status", "shop_id", "status"), NEVER_REUSE_IDS)
+
+
+class BackfillItem(Base):
+    """One product of a backfill. Its status is the record that keeps a product from being done twice."""
+
+    __tablename__ = "backfill_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backfill_id: Mapped[int] = mapped_column(ForeignKey("backfills.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    status: Mapped[BackfillItemStatus] = mapped_column(_enum(BackfillItemStatus), default=BackfillItemStatus.PENDING)
+    render_id: Mapped[int | None] = mapped_column(ForeignKey("renders.id", ondelete="SET NULL"))
+    # What the product's render depends on (its photos and the settings that shape the output): a product
+    # already done with the same fingerprint is skipped by the next backfill.
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("backfill_id", "product_id", name="uq_backfill_items_product"),
+                      Index("ix_backfill_items_status", "backfill_id", "status"),
+                      Index("ix_backfill_items_fingerprint", "product_id", "fingerprint"), NEVER_REUSE_IDS)
+
+
 class ModelLifecycle(Base):
     """A provider's model as the worker last read it (`GET /v1/models`): when it shuts down, if announced."""
 

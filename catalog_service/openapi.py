@@ -91,6 +91,8 @@ class SchemaRegistry:
         description = field.metadata.get("description")
         if description:
             result["description"] = description
+        if field.metadata.get("deprecated"):
+            result["deprecated"] = True  # still accepted; the description says what to use instead
         return result
 
 
@@ -101,7 +103,8 @@ def _validator(validator: Any, kind: Any) -> dict[str, Any]:
         if validator.equal is not None:
             return {low: validator.equal, high: validator.equal}
         return {key: value for key, value in ((low, validator.min), (high, validator.max)) if value is not None}
-    if isinstance(validator, validate.Range):
+    if isinstance(validator, validate.Range) and kind in ("integer", "number"):
+        # JSON Schema bounds only numbers; a date range (webhooks' updated_at) is said in its description.
         out: dict[str, Any] = {}
         if validator.min is not None:
             out["minimum" if validator.min_inclusive else "exclusiveMinimum"] = validator.min
@@ -148,7 +151,36 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "content_type": {"type": "string"}, "cost_usd": {"type": "number"}, "version": {"type": "integer"},
             "parent_asset_id": {"type": ["integer", "null"]}, "instruction": _NULLABLE_STRING,
             "push_status": {"enum": [s.value for s in PushStatus]}, "push_error": _NULLABLE_STRING,
+            "estimate_usd": {"type": ["number", "null"],
+                             "description": "a paid scene's estimate before the call, beside what it cost"},
+            "fidelity": {"type": ["object", "null"], "description": "how faithful the product is in a scene: "
+                         "delta_e (mean CIEDE2000 colour difference), ssim (structure, 0-1) and passed",
+                         "properties": {"delta_e": {"type": "number"}, "ssim": {"type": "number"},
+                                        "passed": {"type": "boolean"}}},
+            "hold_reason": {**_NULLABLE_STRING, "description": "why a scene waits for review whatever the "
+                            "publish mode (the product changed)"},
+            "digital_source_type": {**_NULLABLE_STRING, "description": "the IPTC Digital Source Type the file is "
+                                    "marked with when a generative model touched it"},
             "url": {"type": "string", "format": "uri", "description": "signed link to the image, valid for an hour"},
+        },
+    },
+    "Backfill": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "shop_id": {"type": "integer"},
+            "status": {"enum": ["collecting", "ready", "running", "paused", "done", "cancelled", "failed"]},
+            "dry_run": {"type": "boolean"}, "filters": {"type": "object"},
+            "scenes": {"type": "array", "items": {"type": "string"}},
+            "total": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"},
+            "skipped": {"type": "integer", "description": "no photo, or already done with the same photos and "
+                                                          "settings, or carrying our images (when asked)"},
+            "queued": {"type": "integer"}, "remaining": {"type": "integer"},
+            "cost_usd": {"type": "number", "description": "spent so far"},
+            "estimate": {"type": ["object", "null"], "description": "products, images, scenes, cost_usd, "
+                         "usd_per_product, time_s (at the measured throughput of one worker), provider, model, "
+                         "quality, batch_price"},
+            "eta_s": {"type": ["integer", "null"]}, "pause_reason": _NULLABLE_STRING, "error": _NULLABLE_STRING,
+            "added": {"type": "integer", "description": "POST .../products: products new to the backfill"},
         },
     },
     "Render": {
@@ -270,10 +302,12 @@ def _operation(summary: str, responses: dict[str, Any], errors: str, **extra: An
 def routes(registry: SchemaRegistry) -> dict[tuple[str, str], dict[str, Any]]:
     """(method, Flask rule under /api/v1) -> its OpenAPI operation. Every route of the api blueprint is here."""
     from .api import PRODUCT_SEARCH_QUERY, RENDER_LIST_QUERY, BulkReviewSchema, PushSchema, RefineSchema
+    from .api_backfills import BackfillSchema, ProductsSchema
     from .manual import MAX_BULK_ASSETS
     from .schemas import RegenerateSchema, SettingsSchema
 
     settings = registry.ref(SettingsSchema)
+    backfill = _component("Backfill")
     return {
         ("POST", "/shops/<int:shop_id>/products/<product_id>/regenerate"): _operation(
             "Render a product again (manual regenerate)",
@@ -350,6 +384,29 @@ def routes(registry: SchemaRegistry) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/shops/<int:shop_id>/login-link"): _operation(
             "A signed, expiring, single-use login link to the settings page",
             {"200": _ok("the link", _component("LoginLink"))}, "401 403"),
+        ("POST", "/shops/<int:shop_id>/backfills"): _operation(
+            "Do the shop's existing catalog: collect, estimate, then render (a backfill)",
+            {"201": _ok("created; `estimate` once the catalog is read", backfill)}, "400 401 403 409",
+            description="Shopify shops are read through a bulk operation and WooCommerce shops page by page "
+                        "(status `collecting` until done); a generic shop sends `products`, or, without them, "
+                        "takes the products its webhooks told us about. `dry_run` (the default) stops at the "
+                        "estimate: start it with /start. One unfinished backfill per shop (409).",
+            requestBody={"required": False, **_json(registry.ref(BackfillSchema))}),
+        ("GET", "/shops/<int:shop_id>/backfills"): _operation(
+            "The shop's backfills, newest first", {"200": _ok("backfills", {
+                "type": "object", "properties": {"backfills": {"type": "array", "items": backfill}}})}, "401 403"),
+        ("GET", "/shops/<int:shop_id>/backfills/<int:backfill_id>"): _operation(
+            "A backfill's progress", {"200": _ok("progress", backfill)}, "401 403 404"),
+        ("POST", "/shops/<int:shop_id>/backfills/<int:backfill_id>/products"): _operation(
+            "Generic shops: more products for a backfill that has not started", {"200": _ok("added", backfill)},
+            "400 401 403 404 409", requestBody={"required": True, **_json(registry.ref(ProductsSchema))}),
+        **{("POST", f"/shops/<int:shop_id>/backfills/<int:backfill_id>/{action}"): _operation(
+            summary, {"200": _ok("the backfill", backfill)}, "401 403 404 409")
+           for action, summary in (
+               ("start", "Start a ready backfill (after a dry run)"),
+               ("pause", "Pause: renders already queued finish, no more are queued"),
+               ("resume", "Resume a paused backfill"),
+               ("cancel", "Cancel: products not yet queued are left as they are"))},
         ("GET", "/openapi.json"): _operation(
             "This document", {"200": _ok("OpenAPI 3.1", {"type": "object"})}, "", security=[]),
     }
@@ -407,5 +464,8 @@ def api_document(server_url: str = "/api/v1") -> dict[str, Any]:
 
 
 def _operation_id(method: str, rule: str) -> str:
+    """`get_shops_renders` for GET /shops/<id>/renders. A rule that ends in an id, beside a list rule with the
+    same words (GET /shops/<id>/backfills/<id>), gets `_item`; older rules keep the ids clients know them by."""
     words = re.sub(r"<[^>]+>", "", rule).replace("-", "_").replace(".", "_").strip("/").split("/")
-    return method.lower() + "_" + "_".join(word for word in words if word)
+    name = method.lower() + "_" + "_".join(word for word in words if word)
+    return name + "_item" if rule.endswith("<int:backfill_id>") else name

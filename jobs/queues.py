@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 RENDERS = "renders"
 PUSHES = "pushes"
-ALL_QUEUES = (RENDERS, PUSHES)
+BACKFILL = "backfill"
+ALL_QUEUES = (RENDERS, PUSHES, BACKFILL)
+"""In the order a worker takes them: webhook and manual renders first, a catalog backfill's work last."""
 
 RENDER_RETRY_INTERVALS_S = [15, 60, 300]
 """Seconds before the 1st, 2nd and 3rd retry of a render that failed transiently (fetch, provider)."""
@@ -84,10 +86,18 @@ def _enqueue(connection: Redis, queue: str, func: str, object_id: int, *, job_id
         return False
 
 
-def enqueue_render(connection: Redis, render_id: int, *, timeout_s: int = 600) -> bool:
-    """Queue the render job for a committed Render row (job id render-<id>). False when Redis did not take it."""
-    return _enqueue(connection, RENDERS, "jobs.render.render_product", render_id, job_id=f"render-{render_id}",
-                    timeout_s=timeout_s, retry_intervals=RENDER_RETRY_INTERVALS_S)
+def enqueue_render(connection: Redis, render_id: int, *, timeout_s: int = 600, backfill: bool = False) -> bool:
+    """Queue the render job for a committed Render row (job id render-<id>). False when Redis did not take it.
+
+    A backfill's render goes on the backfill queue, which workers take only when no other render waits."""
+    return _enqueue(connection, BACKFILL if backfill else RENDERS, "jobs.render.render_product", render_id,
+                    job_id=f"render-{render_id}", timeout_s=timeout_s, retry_intervals=RENDER_RETRY_INTERVALS_S)
+
+
+def enqueue_collect(connection: Redis, backfill_id: int, *, timeout_s: int = 3600) -> bool:
+    """Queue reading a backfill's products from its shop (job id collect-<backfill id>)."""
+    return _enqueue(connection, BACKFILL, "jobs.backfill.collect_backfill", backfill_id,
+                    job_id=f"collect-{backfill_id}", timeout_s=timeout_s, retry_intervals=RENDER_RETRY_INTERVALS_S)
 
 
 def enqueue_push(connection: Redis, render_id: int, *, timeout_s: int = 300) -> bool:

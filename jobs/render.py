@@ -14,6 +14,7 @@ from catalog_service.imaging.cutout import get_session
 from catalog_service.imaging.errors import ImageRejected
 from catalog_service.imaging.thumbnail import SOURCE_THUMB_FORMAT, thumbnail
 from catalog_service.logs import log_context
+from catalog_service.model_status import refusal
 from catalog_service.models import Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, utcnow
 from catalog_service.pipeline import MadeAsset, PipelineResult, RenderPlan, cutout_options, make_assets
 from catalog_service.scenes import presets_for
@@ -22,8 +23,10 @@ from catalog_service.schemas import preset_from_settings, settings_with_defaults
 from catalog_service.security import shop_key
 from catalog_service.services import current
 from catalog_service.shop_settings import spent_this_month
+from catalog_service.spend import load_calibration
 from catalog_service.storage import AssetStorage
 
+from .backfill import feed
 from .common import fail_render, publishes, queue_push, record_usage, retries_left, retry_or_fail, scene_provider
 from .refine import refine_scene
 
@@ -45,14 +48,24 @@ def render_product(render_id: int) -> None:
             render = session.get(Render, render_id)
             refine = render is not None and not render.status.is_finished and "refine" in render.options
             shop_id = render.shop_id if render is not None else None
+            backfill_id = render.options.get("backfill_id") if render is not None else None
         svc.db.remove()
         with log_context(render=render_id, shop=shop_id, job="render"):
             if refine:
                 refine_scene(render_id)
             else:
                 _run(render_id)
+            if backfill_id is not None and not retrying(render_id):
+                feed(backfill_id)  # this product is finished: count it and queue the backfill's next one
     finally:
         svc.db.remove()
+
+
+def retrying(render_id: int) -> bool:
+    """Whether the render waits for another attempt (RQ will run it again) rather than being finished."""
+    with current().db.transaction() as session:
+        render = session.get(Render, render_id)
+        return render is not None and not render.status.is_finished
 
 
 def _run(render_id: int) -> None:
@@ -85,6 +98,8 @@ def _run(render_id: int) -> None:
     try:
         if source_url is None:
             raise RenderFailed("The product has no images to work from.")
+        if inputs["model_refused"]:
+            raise RenderFailed(inputs["model_refused"])
         source = _fetch_source(source_url)
         if not thumb_kept:
             _keep_source_thumbnail(render_id, source)
@@ -118,10 +133,10 @@ def _plan_inputs(session: Session, shop: Shop, settings: dict[str, Any], render:
     svc = current()
     options, product = render.options, render.product
     provider_name = settings["provider"] or svc.config.scene_provider
-    custom = {p["name"]: preset_from_settings(p) for p in settings["presets"]}
+    custom = {p["name"]: preset_from_settings(p, settings["image_ratio"]) for p in settings["presets"]}
     kept = {asset.preset for asset in render.assets if asset.kind == AssetKind.SCENE}
     wanted = presets_for(options.get("scenes") or settings["scene_presets"], provider=provider_name,
-                         brand_color=settings["brand_color"], custom=custom)
+                         brand_color=settings["brand_color"], custom=custom, image_ratio=settings["image_ratio"])
     refs = session.execute(
         select(ReferenceImage.id, ReferenceImage.storage_key).where(ReferenceImage.shop_id == shop.id)
         .order_by(ReferenceImage.id)
@@ -152,6 +167,10 @@ def _plan_inputs(session: Session, shop: Shop, settings: dict[str, Any], render:
         "keep_cutout": settings["cutout"]["enabled"] if options.get("cutout") is None else bool(options["cutout"]),
         "shop_id": shop.id,
         "budget_left": max(0.0, settings["monthly_budget_usd"] - spent),
+        # Estimates learn from what this model, quality and size really cost us lately.
+        "calibration": load_calibration(session, shop.id, provider_name) if provider_name == "openai" else None,
+        "model_refused": refusal(session, settings["model"] or svc.config.openai_model)
+        if provider_name == "openai" else None,
     }
 
 
@@ -177,6 +196,8 @@ def _plan(storage: AssetStorage, inputs: dict[str, Any]) -> RenderPlan:
         max_pixels=svc.config.max_pixels,
         budget_usd=inputs["budget_left"],
         concurrency=svc.config.scene_concurrency,
+        signer=svc.c2pa_signer,
+        calibration=inputs["calibration"],
     )
 
 
@@ -230,8 +251,11 @@ def _set_asset(session: Session, render: Render, made: MadeAsset, key: str, publ
         render.assets.append(asset)
     asset.storage_key, asset.content_type = key, made.content_type
     asset.width, asset.height, asset.bytes = made.width, made.height, len(made.data)
-    asset.cost_usd = made.cost_usd
-    asset.push_status = PushStatus.PENDING if publish_mode == "auto" else PushStatus.HELD
+    asset.cost_usd, asset.estimate_usd = made.cost_usd, made.estimate_usd
+    asset.fidelity, asset.source_type, asset.hold_reason = made.fidelity, made.source_type, made.hold_reason
+    # A scene whose product changed never publishes by itself: it waits for the merchant, with the reason.
+    held = publish_mode != "auto" or made.hold_reason is not None
+    asset.push_status = PushStatus.HELD if held else PushStatus.PENDING
 
 
 def _save(render_id: int, result: PipelineResult, publish_mode: str, *, unplaced: list[str]) -> None:

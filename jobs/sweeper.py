@@ -20,10 +20,11 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog_service.models import Asset, PushStatus, Render, RenderStatus
+from catalog_service.models import Asset, Backfill, BackfillStatus, PushStatus, Render, RenderStatus
 from catalog_service.services import Services
 
-from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_push, enqueue_render, enqueue_takedown
+from .backfill import feed_all
+from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_collect, enqueue_push, enqueue_render, enqueue_takedown
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,13 @@ def sweep(session: Session, redis: Redis, *, now: dt.datetime, render_timeout_s:
             counts["given_up"] += 1
             continue
         render.status, render.updated_at = RenderStatus.QUEUED, now
-        if enqueue_render(redis, render.id, timeout_s=render_timeout_s):
+        if enqueue_render(redis, render.id, timeout_s=render_timeout_s, backfill=render.trigger == "backfill"):
             counts["renders"] += 1
+    # A backfill still reading its shop's catalog whose collect job is gone (a flushed Redis, a killed worker).
+    collecting = session.scalars(select(Backfill).where(Backfill.status == BackfillStatus.COLLECTING)).all()
+    for backfill in collecting:
+        if not job_alive(redis, f"collect-{backfill.id}") and due(backfill.updated_at, 0, now):
+            enqueue_collect(redis, backfill.id)
     finished = session.scalars(
         select(Render.id).join(Asset, Asset.render_id == Render.id)
         .where(Asset.push_status == PushStatus.PENDING,
@@ -104,9 +110,11 @@ def run_sweeper(svc: Services, *, interval_s: float = 60.0, once: bool = False) 
                 counts = sweep(session, svc.redis, now=dt.datetime.now(dt.UTC),
                                render_timeout_s=svc.config.render_timeout_s,
                                push_timeout_s=svc.config.push_timeout_s)
+            # Backfills: finished renders counted, the next products queued, a budget pause lifted when it can be.
+            fed = feed_all(svc)
             swept = True
-            log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s", counts["renders"],
-                     counts["pushes"], counts["given_up"], counts["takedowns"])
+            log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s backfill_renders=%s", counts["renders"],
+                     counts["pushes"], counts["given_up"], counts["takedowns"], fed)
         except RedisError as exc:
             log.warning("sweep skipped: Redis does not answer (%s)", exc)
         finally:

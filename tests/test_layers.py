@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("catalog_service", "webhooks", "jobs")
 
 # The web layer: Flask blueprints, the app factory and what only they use.
-WEB = ("catalog_service.app", "catalog_service.current", "catalog_service.api", "catalog_service.assets",
+WEB = ("catalog_service.app", "catalog_service.current", "catalog_service.api", "catalog_service.api_backfills",
+       "catalog_service.assets",
        "catalog_service.ops", "catalog_service.shopify_install", "catalog_service.openapi", "catalog_service.web",
        "webhooks")
 # The entry points may import anything.

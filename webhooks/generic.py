@@ -83,9 +83,13 @@ _EVENT = EventSchema()
 def parse_event(body: Any) -> ProductEvent:
     """Validate a generic webhook body and normalise it. Raises ValidationError with per-field messages."""
     data = _EVENT.load(body)
-    product = data["product"]
+    return product_event(data["product"], action=ACTIONS[data["event"]])
+
+
+def product_event(product: dict[str, Any], *, action: str = "create") -> ProductEvent:
+    """A product loaded by ProductSchema, normalised (a webhook's, or one a generic shop sends for a backfill)."""
     return ProductEvent(
-        action=ACTIONS[data["event"]],
+        action=action,
         product_id=product_id(product["id"]),
         title=product["title"],
         description=product["description"],

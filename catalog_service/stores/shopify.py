@@ -400,6 +400,15 @@ class ShopifyStore(OwnsSession):
 
     # -- transport -----------------------------------------------------------------------------
 
+    @property
+    def session(self) -> requests.Session:
+        """The HTTP session: it carries no credential (the token goes on each GraphQL request only)."""
+        return self._session
+
+    def graphql(self, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One GraphQL document's `data`, with this connector's throttling, token refresh and error mapping."""
+        return self._graphql(document, variables)
+
     def _graphql(self, document: str, variables: dict[str, Any]) -> dict[str, Any]:
         """POST one GraphQL document; waits out throttling (bounded), refreshes the token once on 401."""
         waits = 0

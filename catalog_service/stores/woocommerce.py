@@ -31,19 +31,24 @@ after another, and a lost image is found missing (and pushed again) on the next 
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import email.utils
+import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
+from catalog_service.schemas import ImageRef, ProductEvent, image_id
 from catalog_service.stores.base import (
     AuthRevoked,
     NotFound,
+    NotSupported,
     OwnsSession,
     PushAsset,
     PushResult,
@@ -51,6 +56,7 @@ from catalog_service.stores.base import (
     StoreError,
     UpstreamError,
 )
+from catalog_service.stores.catalog import CatalogFilters, ListingFailed, woocommerce_status
 
 WC_PREFIX = "/wp-json/wc/v3"
 WP_PREFIX = "/wp-json/wp/v2"
@@ -59,6 +65,11 @@ PAGE_SIZE = 100  # the REST API's largest per_page
 MAX_PAGES = 50  # bound on paging through webhooks or media search results
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_MESSAGE_CHARS = 300
+MAX_IMAGES = 250  # as many images (and tags) as the webhook takes on a product
+MAX_LIST_PAGES = 100_000  # bound on a catalog listing's pages of PAGE_SIZE products
+LIST_ATTEMPTS = 3  # tries of one listing page before its transient error is raised
+LIST_RETRY_DELAY_S = 2.0  # seconds before a listing page's second try (then twice that)
+MAX_LIST_WAIT_S = 30.0  # the longest Retry-After a listing waits out in place
 
 # The same marker as base._OUR_MARKER, with the 8 hex digits captured.
 _MARKER = re.compile(r"-cs([0-9a-f]{8})(?![0-9a-f])")
@@ -203,6 +214,97 @@ class WooCommerceStore(OwnsSession):
             ids.append(int(created["id"]))
         return ids
 
+    # listing the catalog (a backfill)
+
+    def list_products(self, filters: CatalogFilters, *, start_page: int = 1,
+                      sleep: Callable[[float], None] = time.sleep) -> Iterator[ProductEvent]:
+        """The shop's products the filters select, as ProductEvents (action "create"), page by page.
+
+        `GET /wp-json/wc/v3/products` (WooCommerce REST v3 "List all products": `per_page` up to 100,
+        `page`, `status`, `after` with `dates_are_gmt` (created after), `tag` and `category` by id, `orderby`/`order`;
+        the `X-WP-Total` and `X-WP-TotalPages` headers). Ordered by id, so products added while it runs come
+        last rather than shifting pages. Each page is retried a few times on a transient failure before the
+        error is raised; `start_page` resumes a listing that stopped (`CatalogPage.page` says where).
+        """
+        for page in self.list_pages(filters, start_page=start_page, sleep=sleep):
+            yield from page.products
+
+    def list_pages(self, filters: CatalogFilters, *, start_page: int = 1,
+                   sleep: Callable[[float], None] = time.sleep) -> Iterator[CatalogPage]:
+        """As list_products, one page at a time with the shop's totals (for a progress bar and resuming).
+
+        What the endpoint cannot filter is checked here: the product type (our product type is a product's
+        first category, as the webhook makes it). WooCommerce products have no vendor: a vendor filter is
+        refused (NotSupported) rather than ignored. The collection filter names a product category.
+        """
+        if filters.vendor:
+            raise NotSupported("WooCommerce products have no vendor; remove the vendor filter "
+                               "(a category can be chosen as the collection)")
+        if start_page < 1:
+            raise ValueError("start_page must be 1 or more")
+        params: dict[str, Any] = {"per_page": PAGE_SIZE, "orderby": "id", "order": "asc",
+                                  "status": woocommerce_status(filters.status)}
+        if filters.created_since is not None:
+            # Without dates_are_gmt, `after` is read in the site's time zone (WC_REST_CRUD_Controller's
+            # collection parameters); in UTC it means the same instant on every site.
+            params["after"] = filters.created_since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            params["dates_are_gmt"] = "true"
+        if filters.tag:
+            params["tag"] = self._term_id("tags", filters.tag)
+        if filters.collection:
+            params["category"] = self._term_id("categories", filters.collection)
+        page = start_page
+        while True:
+            headers: dict[str, str] = {}
+            batch = self._with_retries(functools.partial(
+                self._request, "GET", f"{WC_PREFIX}/products", params={**params, "page": page},
+                what="product list", headers_out=headers), sleep)
+            if not isinstance(batch, list):
+                raise UpstreamError("WooCommerce answered the product list with something that is not a list")
+            total_pages = _header_int(headers, "X-WP-TotalPages")
+            products = tuple(event for raw in batch if (event := product_event(raw)) is not None
+                             and _type_matches(event, filters))
+            yield CatalogPage(page=page, total_pages=total_pages, total=_header_int(headers, "X-WP-Total"),
+                              products=products)
+            # Without the headers (a proxy removed them), a short page is the last one.
+            last = page >= total_pages if total_pages else len(batch) < PAGE_SIZE
+            if last or not batch or page >= MAX_LIST_PAGES:
+                return
+            page += 1
+
+    def _term_id(self, taxonomy: str, value: str) -> int:
+        """A product tag's or category's id from its id, slug or name (`GET /products/<taxonomy>?search=`)."""
+        if value.isdigit():
+            return int(value)
+        wanted = value.casefold()
+        for page in range(1, MAX_PAGES + 1):
+            batch = self._request("GET", f"{WC_PREFIX}/products/{taxonomy}", what=f"product {taxonomy}",
+                                  params={"search": value, "per_page": PAGE_SIZE, "page": page})
+            if not isinstance(batch, list):
+                raise UpstreamError(f"WooCommerce answered the product {taxonomy} with something that is not a list")
+            for term in batch:
+                if wanted in (str(term.get("name") or "").casefold(), str(term.get("slug") or "").casefold()):
+                    return int(term["id"])
+            if len(batch) < PAGE_SIZE:
+                break
+        kind = "tag" if taxonomy == "tags" else "category"
+        raise ListingFailed(f"the shop has no product {kind} named {value!r}; check its name or slug in "
+                            f"WooCommerce > Products > {'Tags' if kind == 'tag' else 'Categories'}",
+                            code=f"UNKNOWN_{kind.upper()}")
+
+    @staticmethod
+    def _with_retries(call: Callable[[], Any], sleep: Callable[[float], None]) -> Any:
+        """The call, tried again after a transient failure (5xx, timeout, 429) up to LIST_ATTEMPTS times."""
+        for attempt in range(1, LIST_ATTEMPTS + 1):
+            try:
+                return call()
+            except (UpstreamError, RateLimited) as exc:
+                if attempt == LIST_ATTEMPTS:
+                    raise
+                wait = exc.retry_after_s if isinstance(exc, RateLimited) else LIST_RETRY_DELAY_S * attempt
+                sleep(min(wait, MAX_LIST_WAIT_S))
+        raise AssertionError("unreachable")
+
     # WooCommerce and WordPress calls
 
     def _get_product(self, product_id: str) -> dict[str, Any]:
@@ -263,7 +365,7 @@ class WooCommerceStore(OwnsSession):
                                        what=f"media {media['id']}"))
 
     def _request(self, method: str, path: str, *, wp: bool = False, params: dict[str, Any] | None = None,
-                 what: str = "", **kwargs: Any) -> Any:
+                 what: str = "", headers_out: dict[str, str] | None = None, **kwargs: Any) -> Any:
         """One call, with the right credential, a timeout, and every failure mapped to the StoreError family."""
         params = dict(params or {})
         if wp:
@@ -285,6 +387,8 @@ class WooCommerceStore(OwnsSession):
         except requests.RequestException as exc:
             raise UpstreamError(f"{label}: cannot reach the shop ({type(exc).__name__})") from None
         with response:
+            if headers_out is not None:  # the listing reads its paging headers
+                headers_out.update(response.headers)
             return self._answer(response, label, wp=wp, what=what)
 
     def _answer(self, response: requests.Response, label: str, *, wp: bool, what: str) -> Any:
@@ -310,6 +414,76 @@ class WooCommerceStore(OwnsSession):
             raise StoreError(f"{label}: HTTP {status} redirect to {response.headers.get('Location', '?')!r}; "
                              "set the shop's base URL to where it redirects")
         raise StoreError(f"{label}: HTTP {status} {detail}".strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogPage:
+    """One page of a WooCommerce listing: its number, the shop's totals (0 when not sent), its products."""
+
+    page: int
+    total_pages: int
+    total: int
+    products: tuple[ProductEvent, ...]
+
+
+def product_event(raw: Any) -> ProductEvent | None:
+    """A product of the REST list as the ProductEvent its product.created webhook would become.
+
+    As `webhooks/woocommerce.py`: name, description (else the short one), the first category's name as the
+    product type, tag names, images with their attachment ids in order, `date_modified_gmt` as UTC. An image
+    whose `src` is not an http(s) URL is left out (a webhook would refuse the whole body); a product without
+    a numeric id is None.
+    """
+    if not isinstance(raw, dict) or isinstance(raw.get("id"), bool) or not isinstance(raw.get("id"), int) \
+            or raw["id"] < 1:
+        return None
+    categories = [str(term.get("name") or "") for term in raw.get("categories") or [] if isinstance(term, dict)]
+    tags = tuple(str(term.get("name") or "") for term in raw.get("tags") or []
+                 if isinstance(term, dict) and term.get("name"))
+    images = []
+    for position, image in enumerate((raw.get("images") or [])[:MAX_IMAGES]):
+        src = str(image.get("src") or "") if isinstance(image, dict) else ""
+        if urlsplit(src).scheme not in ("http", "https") or len(src) > 2048:
+            continue
+        images.append(ImageRef(external_id=image_id(image.get("id"), position), src=src,
+                               alt=str(image.get("alt") or "")[:1000]))
+    return ProductEvent(
+        action="create",
+        product_id=str(raw["id"]),
+        title=str(raw.get("name") or "")[:1000],
+        description=str(raw.get("description") or raw.get("short_description") or "")[:500_000],
+        product_type=next((name for name in categories if name), "")[:255],
+        tags=tags[:MAX_IMAGES],
+        images=tuple(images),
+        updated_at=_gmt(raw.get("date_modified_gmt")),
+    )
+
+
+def _gmt(value: Any) -> dt.datetime | None:
+    """WooCommerce's `*_gmt` dates are UTC written without an offset."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _type_matches(event: ProductEvent, filters: CatalogFilters) -> bool:
+    if filters.product_type and event.product_type.casefold() != filters.product_type.casefold():
+        return False
+    return True
+
+
+def _header_int(headers: dict[str, str], name: str) -> int:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return 0
+    return 0
 
 
 def _product_id(product_id: str | int) -> str:

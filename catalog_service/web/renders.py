@@ -9,8 +9,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
+from .. import backfills
 from ..current import services
-from ..models import Asset, Product, PushStatus, ReferenceImage, Render, RenderStatus, Shop
+from ..models import Asset, Backfill, Product, PushStatus, ReferenceImage, Render, RenderStatus, Shop
 from ..presenters import ASSET_LINK_TTL_S, push_summary, render_outcome
 from ..scenes import builtin_presets
 from ..schemas import settings_with_defaults
@@ -140,6 +141,7 @@ def gallery(shop_id: int) -> ResponseReturnValue:
     references = list(session.scalars(select(ReferenceImage).where(ReferenceImage.shop_id == shop_id)
                                       .order_by(ReferenceImage.id)))
     review = settings["publish_mode"] == "review"
+    latest = session.scalar(select(Backfill).where(Backfill.shop_id == shop_id).order_by(Backfill.id.desc()).limit(1))
     return render_template(
         "renders.html", shop=g.shop, cards=[card_context(r, offline=provider == "compositor", review=review)
                                             for r in renders[:PAGE_SIZE]], older=older,
@@ -147,6 +149,7 @@ def gallery(shop_id: int) -> ResponseReturnValue:
         default_scenes=settings["scene_presets"], references=references, review=review,
         offline=provider == "compositor", product_count=product_count, status_filter=status_filter,
         filters={key: words for key, (words, _condition) in FILTERS.items()},
+        backfill=backfills.progress(session, latest) if latest is not None else None,
     )
 
 

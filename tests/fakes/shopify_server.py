@@ -31,6 +31,7 @@ Media created by `productUpdate` start PROCESSING and turn READY (or FAILED, whe
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email.parser
 import email.policy
 import itertools
@@ -111,11 +112,47 @@ type PageInfo { hasNextPage: Boolean!  hasPreviousPage: Boolean!  startCursor: S
 type MediaEdge { cursor: String!  node: Media! }
 type MediaConnection { edges: [MediaEdge!]!  nodes: [Media!]!  pageInfo: PageInfo! }
 
+enum ProductStatus { ACTIVE ARCHIVED DRAFT }
+scalar DateTime
+
 type Product implements Node {
   id: ID!
   title: String!
+  descriptionHtml: String!
+  vendor: String!
+  productType: String!
+  tags: [String!]!
+  status: ProductStatus!
+  createdAt: DateTime!
+  updatedAt: DateTime!
   media(first: Int, after: String, last: Int, before: String, reverse: Boolean = false): MediaConnection!
 }
+type ProductEdge { cursor: String!  node: Product! }
+type ProductConnection { edges: [ProductEdge!]!  nodes: [Product!]!  pageInfo: PageInfo! }
+
+type Collection implements Node { id: ID!  handle: String!  title: String! }
+input CollectionIdentifierInput { id: ID  handle: String }
+
+enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }
+enum BulkOperationErrorCode { ACCESS_DENIED INTERNAL_SERVER_ERROR TIMEOUT }
+enum BulkOperationType { MUTATION QUERY }
+enum BulkOperationUserErrorCode { INVALID LIMIT_REACHED OPERATION_IN_PROGRESS }
+type BulkOperation implements Node {
+  completedAt: DateTime
+  createdAt: DateTime!
+  errorCode: BulkOperationErrorCode
+  fileSize: UnsignedInt64
+  id: ID!
+  objectCount: UnsignedInt64!
+  partialDataUrl: URL
+  query: String!
+  rootObjectCount: UnsignedInt64!
+  status: BulkOperationStatus!
+  type: BulkOperationType!
+  url: URL
+}
+type BulkOperationUserError { code: BulkOperationUserErrorCode  field: [String!]  message: String! }
+type BulkOperationRunQueryPayload { bulkOperation: BulkOperation  userErrors: [BulkOperationUserError!]! }
 
 type UserError { field: [String!]  message: String! }
 type FilesUserError { code: FilesErrorCode  field: [String!]  message: String! }
@@ -149,6 +186,9 @@ input FileUpdateInput {
 type QueryRoot {
   node(id: ID!): Node
   product(id: ID!): Product
+  products(first: Int, after: String, query: String): ProductConnection!
+  collectionByIdentifier(identifier: CollectionIdentifierInput!): Collection
+  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
 }
 
 enum WebhookSubscriptionTopic { PRODUCTS_CREATE PRODUCTS_UPDATE PRODUCTS_DELETE APP_UNINSTALLED }
@@ -165,11 +205,17 @@ type Mutation {
   productUpdate(product: ProductUpdateInput, media: [CreateMediaInput!]): ProductUpdatePayload
   fileUpdate(files: [FileUpdateInput!]!): FileUpdatePayload
   fileDelete(fileIds: [ID!]!): FileDeletePayload
+  bulkOperationRunQuery(query: String!, groupObjects: Boolean! = false): BulkOperationRunQueryPayload
 }
 """
 
 PRODUCT_GID = "gid://shopify/Product/"
 MEDIA_GID = "gid://shopify/MediaImage/"
+PRODUCT_IMAGE_GID = "gid://shopify/ProductImage/"
+COLLECTION_GID = "gid://shopify/Collection/"
+BULK_GID = "gid://shopify/BulkOperation/"
+MAX_RUNNING_BULK_QUERIES = 5  # per shop, from API version 2026-01
+_SEARCH_TERM = re.compile(r"""(\w+):(>=|<=|>|<)?("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+)""")
 BUCKET_PARAMETERS = ("Content-Type", "success_action_status", "acl", "key", "x-goog-date", "x-goog-credential",
                      "x-goog-algorithm", "x-goog-signature", "policy")
 DEFAULT_BUCKET = {"maximumAvailable": 2000.0, "restoreRate": 100.0}
@@ -222,8 +268,10 @@ class MediaRecord:
     """A MediaImage in the fake's store; `status` reads count as polls."""
 
     def __init__(self, *, gid: str, alt: str | None, filename: str, cdn_url: str, status: str,
-                 polls_left: int = 0, fail_message: str | None = None, data: bytes = b"") -> None:
+                 polls_left: int = 0, fail_message: str | None = None, data: bytes = b"",
+                 image_id: str | None = None) -> None:
         self.id = gid
+        self.image_id = image_id  # the ProductImage gid Shopify gives a product's image
         self.alt = alt
         self.filename = filename
         self.cdn_url = cdn_url
@@ -257,7 +305,9 @@ class MediaRecord:
         return [{"code": "IMAGE_PROCESSING_FAILURE", "details": None, "message": self.fail_message or "failed"}]
 
     def image(self, info: Any) -> dict[str, Any] | None:
-        return {"url": self.cdn_url, "altText": self.alt} if self._status == "READY" else None
+        if self._status != "READY":
+            return None
+        return {"id": self.image_id, "url": self.cdn_url, "altText": self.alt}
 
     def preview(self, info: Any) -> dict[str, Any]:
         return {"image": self.image(info), "status": self._status}
@@ -267,20 +317,30 @@ class MediaRecord:
 
 
 class ProductRecord:
-    def __init__(self, number: int, title: str) -> None:
+    def __init__(self, number: int, title: str, *, description_html: str = "", vendor: str = "",
+                 product_type: str = "", tags: tuple[str, ...] | list[str] = (), status: str = "ACTIVE",
+                 created_at: str = "2026-01-05T10:00:00Z", updated_at: str | None = None) -> None:
         self.id = f"{PRODUCT_GID}{number}"
         self.title = title
+        self.descriptionHtml = description_html
+        self.vendor = vendor
+        self.productType = product_type
+        self.tags = list(tags)
+        self.status = status
+        self.createdAt = created_at
+        self.updatedAt = updated_at or created_at
+        self.collections: set[str] = set()
         self.media_list: list[MediaRecord] = []
 
     def media(self, info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
               before: str | None = None, reverse: bool = False) -> dict[str, Any]:
-        if first is None and last is None:
+        if first is None and last is None and not _in_bulk(info):
             raise GraphQLError("you must provide one of first or last")
         if (first or 0) > 250 or (last or 0) > 250:
             raise GraphQLError("first cannot exceed 250.")
         items = list(reversed(self.media_list)) if reverse else list(self.media_list)
         start = int(after) + 1 if after else 0
-        page = items[start:start + (first or 250)]
+        page = items[start:] if _in_bulk(info) else items[start:start + (first or 250)]
         return {
             "nodes": page,
             "edges": [{"cursor": str(start + i), "node": m} for i, m in enumerate(page)],
@@ -291,6 +351,43 @@ class ProductRecord:
                 "endCursor": str(start + len(page) - 1) if page else None,
             },
         }
+
+
+def _in_bulk(info: Any) -> bool:
+    """Whether the field runs inside a bulk operation, where Shopify pages connections itself."""
+    return isinstance(info.context, dict) and bool(info.context.get("bulk"))
+
+
+@dataclasses.dataclass
+class CollectionRecord:
+    id: str
+    handle: str
+    title: str
+
+
+class BulkOperationRecord:
+    """A bulk query: CREATED, then RUNNING at the first status read, then COMPLETED (or the scripted end)
+    after `running_polls` more reads. The JSONL is written when it completes."""
+
+    def __init__(self, *, gid: str, query: str, document: Any, group_objects: bool, running_polls: int,
+                 fail_code: str | None, created_at: str) -> None:
+        self.id = gid
+        self.query = query
+        self.document = document
+        self.group_objects = group_objects
+        self.running_polls = running_polls
+        self.fail_code = fail_code
+        self.type = "QUERY"
+        self.status = "CREATED"
+        self.createdAt = created_at
+        self.completedAt: str | None = None
+        self.errorCode: str | None = None
+        self.objectCount = 0
+        self.rootObjectCount = 0
+        self.fileSize: int | None = None
+        self.url: str | None = None
+        self.partialDataUrl: str | None = None
+        self.polls = 0
 
 
 class _Resolvers:
@@ -306,7 +403,47 @@ class _Resolvers:
         with fake._lock:
             if id.startswith(PRODUCT_GID):
                 return fake.products.get(id)
+            if id.startswith(BULK_GID):
+                operation = fake.bulk_operations.get(id)
+                if operation is not None:
+                    fake._poll_bulk(operation)
+                return operation
+            if id.startswith(COLLECTION_GID):
+                return fake.collections.get(id)
             return fake.files.get(id)
+
+    def products(self, info: Any, first: int | None = None, after: str | None = None,
+                 query: str | None = None) -> dict[str, Any]:
+        if first is None and not _in_bulk(info):
+            raise GraphQLError("you must provide one of first or last")
+        fake = self.fake
+        with fake._lock:
+            items = [p for p in fake.products.values() if fake._matches(p, query or "")]
+        start = int(after) + 1 if after else 0
+        page = items[start:] if _in_bulk(info) else items[start:start + min(first or 250, 250)]
+        return {
+            "nodes": page,
+            "edges": [{"cursor": str(start + i), "node": p} for i, p in enumerate(page)],
+            "pageInfo": {"hasNextPage": start + len(page) < len(items), "hasPreviousPage": start > 0,
+                         "startCursor": str(start) if page else None,
+                         "endCursor": str(start + len(page) - 1) if page else None},
+        }
+
+    def collectionByIdentifier(self, info: Any, identifier: dict[str, Any]) -> Any:  # noqa: N802
+        with self.fake._lock:
+            for collection in self.fake.collections.values():
+                if identifier.get("id") == collection.id or identifier.get("handle") == collection.handle:
+                    return collection
+        return None
+
+    def currentBulkOperation(self, info: Any, type: str = "QUERY") -> Any:  # noqa: N802, A002
+        fake = self.fake
+        with fake._lock:
+            operations = [op for op in fake.bulk_operations.values() if op.type == type]
+            if not operations:
+                return None
+            fake._poll_bulk(operations[-1])
+            return operations[-1]
 
     def product(self, info: Any, id: str) -> ProductRecord | None:  # noqa: A002
         with self.fake._lock:
@@ -409,6 +546,33 @@ class _Resolvers:
             fake.webhooks.append(subscription)
         return {"webhookSubscription": subscription, "userErrors": []}
 
+    def bulkOperationRunQuery(self, info: Any, query: str,  # noqa: N802
+                              groupObjects: bool = False) -> dict[str, Any]:  # noqa: N803
+        fake = self.fake
+        fake.bulk_queries.append(query)
+        try:
+            document = parse(query)
+        except GraphQLError as exc:
+            return {"bulkOperation": None, "userErrors": [
+                {"code": "INVALID", "field": ["query"], "message": f"Invalid bulk query: {exc.message}"}]}
+        problems = validate(SCHEMA, document)
+        if problems:
+            return {"bulkOperation": None, "userErrors": [
+                {"code": "INVALID", "field": ["query"], "message": f"Invalid bulk query: {problems[0].message}"}]}
+        with fake._lock:
+            running = [op for op in fake.bulk_operations.values() if op.status in ("CREATED", "RUNNING")]
+            if len(running) >= MAX_RUNNING_BULK_QUERIES:
+                return {"bulkOperation": None, "userErrors": [
+                    {"code": "LIMIT_REACHED", "field": None,
+                     "message": "Bulk operations limit reached. Please try again later."}]}
+            operation = BulkOperationRecord(
+                gid=f"{BULK_GID}{next(fake._ids)}", query=query, document=document, group_objects=groupObjects,
+                running_polls=fake.bulk_running_polls,
+                fail_code=fake._bulk_failures.popleft() if fake._bulk_failures else None,
+                created_at="2026-12-01T10:00:00Z")
+            fake.bulk_operations[operation.id] = operation
+        return {"bulkOperation": operation, "userErrors": []}
+
     def fileDelete(self, info: Any, fileIds: list[str]) -> dict[str, Any]:  # noqa: N802, N803
         fake = self.fake
         deleted, errors = [], []
@@ -425,7 +589,18 @@ class _Resolvers:
 
 
 def _resolve_type(value: Any, info: Any, abstract_type: Any) -> str:
-    return "Product" if isinstance(value, ProductRecord) else "MediaImage"
+    if isinstance(value, ProductRecord):
+        return "Product"
+    if isinstance(value, BulkOperationRecord):
+        return "BulkOperation"
+    if isinstance(value, CollectionRecord):
+        return "Collection"
+    return "MediaImage"
+
+
+def _instant(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 SCHEMA = build_schema(SCHEMA_SDL)
@@ -466,6 +641,14 @@ class FakeShopify(LoopbackFake):
         self.refresh_tokens: set[str] = set()
         self.refresh_token_lifetime_s = 7_776_000  # Shopify's refresh tokens last 90 days
         self.webhooks: list[dict[str, str]] = []
+        # Bulk operations: their records, the bulk query texts received, results served for download.
+        self.collections: dict[str, CollectionRecord] = {}
+        self.bulk_operations: dict[str, BulkOperationRecord] = {}
+        self.bulk_queries: list[str] = []
+        self.bulk_results: dict[str, bytes] = {}
+        self.bulk_running_polls = 1
+        self._bulk_failures: deque[str | None] = deque()
+        self._expired_results: set[str] = set()
 
     # addresses (start/stop/url come from LoopbackFake; `errors` also holds upload protocol violations)
 
@@ -475,11 +658,42 @@ class FakeShopify(LoopbackFake):
 
     # the store
 
-    def add_product(self, number: int, title: str = "Product") -> str:
+    def add_product(self, number: int, title: str = "Product", **fields: Any) -> str:
+        """A product; `fields` are ProductRecord's (description_html, vendor, product_type, tags, status,
+        created_at, updated_at as ISO 8601 text)."""
         with self._lock:
-            record = ProductRecord(number, title)
+            record = ProductRecord(number, title, **fields)
             self.products[record.id] = record
             return record.id
+
+    def add_catalog(self, count: int, *, images: int = 2, first_number: int = 10_001, **fields: Any) -> list[str]:
+        """`count` products numbered from `first_number`, each with `images` READY merchant images, quickly
+        (no HTTP). `fields` as add_product's, the same for all."""
+        made = []
+        with self._lock:
+            for number in range(first_number, first_number + count):
+                record = ProductRecord(number, f"Product {number}", **fields)
+                self.products[record.id] = record
+                for position in range(images):
+                    media_number = next(self._ids)
+                    filename = f"p{number}-{position}.jpg"
+                    media = MediaRecord(gid=f"{MEDIA_GID}{media_number}", alt=f"Product {number} view {position}",
+                                        filename=filename, cdn_url=f"{self.url}/cdn/files/{filename}?v=1",
+                                        status="READY", image_id=f"{PRODUCT_IMAGE_GID}{media_number + 500_000}")
+                    record.media_list.append(media)
+                    self.files[media.id] = media
+                made.append(record.id)
+        return made
+
+    def add_collection(self, handle: str, numbers: list[int], title: str = "") -> str:
+        """A collection holding these products; returns its gid."""
+        with self._lock:
+            collection = CollectionRecord(id=f"{COLLECTION_GID}{next(self._ids)}", handle=handle,
+                                          title=title or handle)
+            self.collections[collection.id] = collection
+            for number in numbers:
+                self.products[f"{PRODUCT_GID}{number}"].collections.add(collection.id)
+            return collection.id
 
     def add_merchant_media(self, number: int, *, alt: str = "", filename: str = "IMG_0001.jpg",
                            status: str = "READY") -> str:
@@ -513,6 +727,23 @@ class FakeShopify(LoopbackFake):
         """The next call of this mutation answers with this userError and does nothing."""
         with self._lock:
             self._user_errors.setdefault(mutation, deque()).append([{"field": field, "message": message}])
+
+    def fail_next_bulk(self, error_code: str = "TIMEOUT") -> None:
+        """The next bulk operation started ends FAILED with this errorCode (and a partialDataUrl)."""
+        with self._lock:
+            self._bulk_failures.append(error_code)
+
+    def expire_bulk(self, operation_id: str) -> None:
+        """The operation's result is gone: status EXPIRED, no url, and its download answers 403."""
+        with self._lock:
+            operation = self.bulk_operations[operation_id]
+            operation.status, operation.url = "EXPIRED", None
+            self._expired_results.add(operation_id.rsplit("/", 1)[-1])
+
+    def expire_result_url(self, operation_id: str) -> None:
+        """Only the signed download URL has expired (the operation still says COMPLETED)."""
+        with self._lock:
+            self._expired_results.add(operation_id.rsplit("/", 1)[-1])
 
     def fail_next_media(self, message: str = "Image could not be processed") -> None:
         with self._lock:
@@ -554,6 +785,83 @@ class FakeShopify(LoopbackFake):
         return {"requestedQueryCost": requested, "actualQueryCost": None if throttled else requested,
                 "throttleStatus": {"maximumAvailable": self.bucket["maximumAvailable"],
                                    "currentlyAvailable": available, "restoreRate": self.bucket["restoreRate"]}}
+
+    def _poll_bulk(self, operation: BulkOperationRecord) -> None:
+        """One status read of a bulk operation moves it along (the caller holds the lock)."""
+        operation.polls += 1
+        if operation.status == "CREATED":
+            operation.status = "RUNNING"
+        elif operation.status == "RUNNING" and operation.polls > operation.running_polls:
+            self._finish_bulk(operation)
+
+    def _finish_bulk(self, operation: BulkOperationRecord) -> None:
+        token = operation.id.rsplit("/", 1)[-1]
+        data, roots, objects = self._bulk_jsonl(operation)
+        link = f"{self.url}/bulk-results/{token}.jsonl?X-Goog-Expires=604800&X-Goog-Signature=sig{token}"
+        operation.completedAt = "2026-12-01T10:05:00Z"
+        if operation.fail_code:
+            # What was read before the failure: the first half of the lines.
+            lines = data.splitlines(keepends=True)
+            self.bulk_results[token] = b"".join(lines[: len(lines) // 2])
+            operation.status, operation.errorCode = "FAILED", operation.fail_code
+            operation.partialDataUrl = link if lines else None
+            return
+        self.bulk_results[token] = data
+        operation.status = "COMPLETED"
+        operation.objectCount, operation.rootObjectCount, operation.fileSize = objects, roots, len(data)
+        operation.url = link if data else None  # Shopify gives no url when nothing matched
+
+    def _bulk_jsonl(self, operation: BulkOperationRecord) -> tuple[bytes, int, int]:
+        """The result file as Shopify writes it: one line per object, nested connections as lines with
+        `__parentId`; grouped (children right below their parent) or, ungrouped, children after all roots."""
+        result = execute(SCHEMA, operation.document, root_value=self._resolvers, context_value={"bulk": True})
+        if result.errors:
+            raise RuntimeError(f"bulk query failed in the fake: {result.errors}")
+        roots: list[bytes] = []
+        children: list[bytes] = []
+        grouped: list[bytes] = []
+        for connection in (result.data or {}).values():
+            for edge in connection.get("edges") or []:
+                node = dict(edge["node"])
+                kids = []
+                for key in list(node):
+                    value = node[key]
+                    if isinstance(value, dict) and "edges" in value:
+                        del node[key]
+                        kids.extend(json.dumps({**child["node"], "__parentId": node["id"]}).encode() + b"\n"
+                                    for child in value["edges"])
+                line = json.dumps(node).encode() + b"\n"
+                roots.append(line)
+                children.extend(kids)
+                grouped.append(line)
+                grouped.extend(kids)
+        data = b"".join(grouped) if operation.group_objects else b"".join(roots + children)
+        return data, len(roots), len(roots) + len(children)
+
+    def _matches(self, product: ProductRecord, query: str) -> bool:
+        """A little of Shopify's product search syntax: name:value terms, ANDed; created_at compares."""
+        for name, comparator, raw in _SEARCH_TERM.findall(query):
+            value = raw
+            if raw[:1] in ("'", '"'):
+                value = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            folded = value.casefold()
+            if name == "product_type" and product.productType.casefold() != folded:
+                return False
+            if name == "vendor" and product.vendor.casefold() != folded:
+                return False
+            if name == "tag" and folded not in {t.casefold() for t in product.tags}:
+                return False
+            if name == "status" and product.status.casefold() != folded:
+                return False
+            if name == "collection_id" and f"{COLLECTION_GID}{value}" not in product.collections:
+                return False
+            if name == "created_at":
+                created, since = _instant(product.createdAt), _instant(value)
+                ok = {">=": created >= since, ">": created > since, "<=": created <= since,
+                      "<": created < since, "": created == since}[comparator]
+                if not ok:
+                    return False
+        return True
 
     def issue_code(self) -> str:
         """What Shopify's authorize page gives the browser to bring back to our callback."""
@@ -625,6 +933,20 @@ class FakeShopify(LoopbackFake):
             answer["errors"] = [e.formatted for e in result.errors]
         answer["extensions"] = {"cost": self._cost(requested, throttled=False)}
         return 200, answer, {}
+
+    def _handle_bulk_download(self, recorded: RecordedRequest, path: str) -> tuple[int, bytes]:
+        """The signed storage URL of a bulk result: no Shopify token wanted; 403 once expired."""
+        if recorded.token:
+            self.errors.append("the Shopify access token was sent to the bulk result's storage URL")
+        token = path.rsplit("/", 1)[-1].removesuffix(".jsonl")
+        with self._lock:
+            expired = token in self._expired_results
+            data = self.bulk_results.get(token)
+        if expired:
+            return 403, (b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        if data is None:
+            return 404, b"<Error><Code>NoSuchKey</Code></Error>"
+        return 200, data
 
     def _handle_upload(self, recorded: RecordedRequest, content_type: str) -> tuple[int, bytes]:
         target_id = recorded.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
@@ -704,6 +1026,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "POST" and path == "/admin/oauth/access_token":
                 status, answer = fake._handle_token(body)
                 self._send(status, json.dumps(answer).encode(), "application/json", {})
+            elif method == "GET" and path.startswith("/bulk-results/"):
+                status, data = fake._handle_bulk_download(recorded, path)
+                self._send(status, data, "application/jsonl" if status == 200 else "application/xml", {})
             elif path.startswith("/staged-uploads/") and method in ("POST", "PUT"):
                 status, data = fake._handle_upload(recorded, self.headers.get("content-type", ""))
                 self._send(status, data, "application/xml", {})

@@ -81,6 +81,12 @@ class Product:
     id: int
     name: str
     image_ids: list[int] = dataclasses.field(default_factory=list)
+    status: str = "publish"
+    description: str = ""
+    date_created_gmt: str = "2026-01-05T10:00:00"
+    date_modified_gmt: str = "2026-01-06T10:00:00"
+    tag_ids: list[int] = dataclasses.field(default_factory=list)
+    category_ids: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -113,6 +119,7 @@ class FakeWooCommerce(LoopbackFake):
         self.products: dict[int, Product] = {}
         self.media: dict[int, Media] = {}
         self.webhooks: dict[int, dict[str, Any]] = {}
+        self.terms: dict[str, dict[int, dict[str, Any]]] = {"tags": {}, "categories": {}}
         self.downloads: list[str] = []  # src URLs the store was asked to download
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
@@ -129,11 +136,36 @@ class FakeWooCommerce(LoopbackFake):
             self.media[media.id] = media
             return media.id
 
-    def add_product(self, name: str = "Blue mug", images: list[int] | None = None) -> int:
+    def add_product(self, name: str = "Blue mug", images: list[int] | None = None, **fields: Any) -> int:
+        """A product; `fields` are Product's (status, description, date_created_gmt, tag_ids, category_ids...)."""
         with self._lock:
-            product = Product(id=next(self._ids), name=name, image_ids=list(images or []))
+            product = Product(id=next(self._ids), name=name, image_ids=list(images or []), **fields)
             self.products[product.id] = product
             return product.id
+
+    def add_term(self, taxonomy: str, name: str, slug: str | None = None) -> int:
+        """A product tag (`tags`) or category (`categories`); returns its id."""
+        with self._lock:
+            term_id = next(self._ids)
+            self.terms[taxonomy][term_id] = {"id": term_id, "name": name,
+                                             "slug": slug or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")}
+            return term_id
+
+    def add_catalog(self, count: int, *, images: int = 1, **fields: Any) -> list[int]:
+        """`count` products, each with `images` images of its own, quickly (no HTTP); `fields` as add_product's."""
+        made = []
+        with self._lock:
+            for n in range(count):
+                image_ids = []
+                for position in range(images):
+                    media = Media(id=next(self._ids), file_name=f"catalog-{n}-{position}.jpg", mime_type="image/jpeg",
+                                  data=b"jpeg", title=f"catalog-{n}-{position}", alt_text=f"view {position}")
+                    self.media[media.id] = media
+                    image_ids.append(media.id)
+                product = Product(id=next(self._ids), name=f"Product {n}", image_ids=image_ids, **fields)
+                self.products[product.id] = product
+                made.append(product.id)
+        return made
 
     def fail_next(self, n: int = 1, *, status: int = 500, retry_after: str | None = None,
                   path_prefix: str = "/wp-json/", method: str | None = None) -> None:
@@ -173,8 +205,8 @@ class FakeWooCommerce(LoopbackFake):
                 extra = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
                 raise _ScriptedError(failure.status, extra)
             with self._lock:
-                status, payload = self._route(method, path, query, headers, body)
-            answer: tuple[int, Any, dict[str, str]] = (status, payload, {})
+                routed = self._route(method, path, query, headers, body)
+            answer: tuple[int, Any, dict[str, str]] = routed if len(routed) == 3 else (*routed, {})  # type: ignore[assignment]
         except _ScriptedError as exc:
             answer = (exc.status, {"code": "scripted_failure", "message": f"Scripted HTTP {exc.status}.",
                                    "data": {"status": exc.status}}, exc.headers)
@@ -184,10 +216,17 @@ class FakeWooCommerce(LoopbackFake):
         return answer
 
     def _route(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-               body: bytes) -> tuple[int, Any]:
+               body: bytes) -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
         if path.startswith("/wp-json/wc/v3/"):
             self._check_wc_auth(method, query, headers)
             rest = path[len("/wp-json/wc/v3/"):]
+            if rest == "products" and method == "GET":
+                return self._list_products(query)
+            if rest in ("products/tags", "products/categories") and method == "GET":
+                term = query.get("search", "").lower()
+                terms = [t for t in self.terms[rest.split("/")[1]].values()
+                         if term in t["name"].lower() or term in t["slug"]]
+                return 200, _page(terms, query)
             if match := re.fullmatch(r"products/(\d+)", rest):
                 product = self.products.get(int(match[1]))
                 if product is None:
@@ -342,7 +381,44 @@ class FakeWooCommerce(LoopbackFake):
             media = self.media[image_id]
             images.append({"id": media.id, "date_created": "2026-11-20T10:00:00",
                            "src": self.url + UPLOADS + media.file_name, "name": media.title, "alt": media.alt_text})
-        return {"id": product.id, "name": product.name, "type": "simple", "status": "publish", "images": images}
+        def terms(taxonomy: str, ids: list[int]) -> list[dict[str, Any]]:
+            return [{k: self.terms[taxonomy][i][k] for k in ("id", "name", "slug")} for i in ids]
+
+        return {"id": product.id, "name": product.name, "type": "simple", "status": product.status,
+                "description": product.description, "short_description": "",
+                "date_created_gmt": product.date_created_gmt, "date_modified_gmt": product.date_modified_gmt,
+                "categories": terms("categories", product.category_ids), "tags": terms("tags", product.tag_ids),
+                "images": images}
+
+    def _list_products(self, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """GET /wc/v3/products: status (default any), after (+ dates_are_gmt), tag, category, orderby id or date,
+        order, per_page (at most 100), page; X-WP-Total and X-WP-TotalPages as WordPress sends them."""
+        per_page = int(query.get("per_page") or 10)
+        if not 1 <= per_page <= 100:
+            raise _Error(400, "rest_invalid_param", "Invalid parameter(s): per_page")
+        items = list(self.products.values())
+        status = query.get("status", "any")
+        if status != "any":
+            items = [p for p in items if p.status in status.split(",")]
+        if "after" in query:
+            if query.get("dates_are_gmt") != "true":
+                self.errors.append("after sent without dates_are_gmt: it would be read in the site's time zone")
+            items = [p for p in items if p.date_created_gmt > query["after"]]
+        if "tag" in query:
+            items = [p for p in items if int(query["tag"]) in p.tag_ids]
+        if "category" in query:
+            items = [p for p in items if int(query["category"]) in p.category_ids]
+        key = query.get("orderby", "date")
+        items.sort(key=(lambda p: p.id) if key == "id" else (lambda p: (p.date_created_gmt, p.id)),
+                   reverse=query.get("order", "desc") == "desc")
+        total = len(items)
+        pages = (total + per_page - 1) // per_page
+        page = int(query.get("page") or 1)
+        if page > max(pages, 1):
+            raise _Error(400, "rest_post_invalid_page_number",
+                         "The page number requested is larger than the number of pages available.")
+        chosen = items[(page - 1) * per_page: page * per_page]
+        return 200, [self._product_json(p) for p in chosen], {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
 
     def _update_product(self, product: Product, fields: dict[str, Any]) -> dict[str, Any]:
         if "images" in fields:

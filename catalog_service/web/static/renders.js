@@ -190,6 +190,45 @@
       .catch(function (error) { button.disabled = false; say(card, error.message, true); });
   });
 
+  // --- the existing catalog: estimate, start, pause, resume, cancel; live progress while it runs --------------
+  var panel = document.querySelector("[data-backfill-panel]");
+  if (panel) {
+    var backfills = "/api/v1/shops/" + panel.getAttribute("data-shop-id") + "/backfills";
+    panel.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-backfill-action]");
+      if (!button) return;
+      var action = button.getAttribute("data-backfill-action");
+      if (action === "cancel" && !window.confirm("Cancel the catalog run? Products not started yet are left as they are.")) return;
+      var path = action === "estimate" ? backfills : backfills + "/" + panel.getAttribute("data-backfill-id") + "/" + action;
+      button.disabled = true;
+      panel.querySelector("[data-backfill-message]").textContent = "Working…";
+      api("POST", path, action === "estimate" ? {dry_run: true} : undefined)
+        .then(function () { window.location.reload(); })
+        .catch(function (error) {
+          button.disabled = false;
+          var box = panel.querySelector("[data-backfill-message]");
+          box.textContent = error.message;
+          box.classList.add("error");
+        });
+    });
+    var status = panel.getAttribute("data-backfill-status");
+    if (status === "running" || status === "collecting") {
+      setTimeout(function follow() {
+        api("GET", backfills + "/" + panel.getAttribute("data-backfill-id")).then(function (shown) {
+          if (shown.status !== status) { window.location.reload(); return; }
+          var bar = panel.querySelector("[data-backfill-bar]");
+          bar.max = shown.total || 1;
+          bar.value = shown.done + shown.failed + shown.skipped;
+          panel.querySelector("[data-backfill-counts]").textContent = shown.done + " done · " + shown.failed +
+            " failed · " + shown.skipped + " skipped · " + shown.remaining + " remaining · $" + shown.cost_usd.toFixed(2) +
+            " spent of about $" + ((shown.estimate && shown.estimate.cost_usd) || 0).toFixed(2) +
+            (shown.eta_s !== null ? " · about " + Math.ceil(shown.eta_s / 60) + " min left" : "");
+          setTimeout(follow, 3000);
+        }).catch(function () { setTimeout(follow, 10000); });
+      }, 3000);
+    }
+  }
+
   // --- review many at once: tick images, then approve or reject them in one request ----------------------
   var bar = document.querySelector("[data-bulk-bar]");
   if (bar) {
