@@ -168,8 +168,11 @@ class FakeOpenAI(LoopbackFake):
     name = "fake OpenAI"
 
     def __init__(self, *, latency_s: float = 0.0, image_size: tuple[int, int] | None = None,
-                 custom_sizes_2_6: bool = True) -> None:
+                 custom_sizes_2_6: bool = True, usage_drift: tuple[float, float] = (1.0, 1.0)) -> None:
         super().__init__()
+        # (output, input image) token factors: a model whose real usage departs from the published figures, as
+        # models do between snapshots, for estimates that must learn it from recorded usage.
+        self.usage_drift = usage_drift
         self.handler = _Handler
         self.latency_s = latency_s
         self.image_size = image_size  # answer with images of this size instead of the requested one
@@ -466,7 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 image = _generated(size, prompt, index)
             data.append({"b64_json": base64.b64encode(_encoded(image, output_format, compression)).decode("ascii")})
-        usage = scripted.usage or _usage(recorded, size, quality, n)
+        usage = scripted.usage or _usage(recorded, size, quality, n, fake.usage_drift)
         recorded.usage = usage
         recorded.response_size = size
         return {
@@ -717,8 +720,10 @@ def output_tokens(size: tuple[int, int], quality: str) -> int:
     return OUTPUT_TOKENS[shape][AUTO_QUALITY if quality == "auto" else quality]
 
 
-def _usage(recorded: RecordedRequest, size: tuple[int, int], quality: str, n: int) -> dict[str, Any]:
-    """Token counts in the API's shape, derived from the prompt, the input images and the output frame."""
+def _usage(recorded: RecordedRequest, size: tuple[int, int], quality: str, n: int,
+           drift: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
+    """Token counts in the API's shape, derived from the prompt, the input images and the output frame (scaled by
+    `drift`: output, input image)."""
     fields = recorded.fields
     text_tokens = math.ceil(len(str(fields.get("prompt") or "")) / 4)
     image_tokens = 0
@@ -730,7 +735,8 @@ def _usage(recorded: RecordedRequest, size: tuple[int, int], quality: str, n: in
         tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
         image_tokens += INPUT_IMAGE_BASE_TOKENS + INPUT_IMAGE_TILE_TOKENS * tiles
         image_tokens += HIGH_FIDELITY_TOKENS["square" if width == height else "other"]
-    out_tokens = n * output_tokens(size, quality)
+    out_tokens = round(n * output_tokens(size, quality) * drift[0])
+    image_tokens = round(image_tokens * drift[1])
     input_tokens = text_tokens + image_tokens
     return {
         "input_tokens": input_tokens,
