@@ -59,6 +59,9 @@ class RenderStatus(str, enum.Enum):
     PARTIAL = "partial"  # the cutout and some scenes were made, others failed
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Its cutout and white variant are made and its scenes wait in an OpenAI batch (BatchScene rows): not finished,
+    # and no worker holds it, so the sweeper leaves it alone and jobs/batches.py ends it.
+    WAITING = "waiting"
 
     @property
     def is_finished(self) -> bool:
@@ -334,6 +337,60 @@ class BackfillItem(Base):
     __table_args__ = (UniqueConstraint("backfill_id", "product_id", name="uq_backfill_items_product"),
                       Index("ix_backfill_items_status", "backfill_id", "status"),
                       Index("ix_backfill_items_fingerprint", "product_id", "fingerprint"), NEVER_REUSE_IDS)
+
+
+class BatchSceneState(str, enum.Enum):
+    PENDING = "pending"  # waits to be submitted (with `submission` set: being submitted, or lost in a crash)
+    SUBMITTED = "submitted"  # in the OpenAI batch `batch_id`
+    DONE = "done"  # made: its Asset and usage record exist
+    FAILED = "failed"  # refused for good (`error` says why)
+    DIRECT = "direct"  # the batch did not make it: the render makes it with a direct call
+
+    @property
+    def is_settled(self) -> bool:
+        return self in (BatchSceneState.DONE, BatchSceneState.FAILED)
+
+
+class BatchScene(TimestampMixin, Base):
+    """One scene of a backfill render made through OpenAI's Batch API: what its JSONL line is built from (images as
+    asset-storage keys), what finishing it needs, and where it stands. `custom_id` names it in the batch."""
+
+    __tablename__ = "batch_scenes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    render_id: Mapped[int] = mapped_column(ForeignKey("renders.id", ondelete="CASCADE"))
+    preset: Mapped[str] = mapped_column(String(64))
+    custom_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[BatchSceneState] = mapped_column(_enum(BatchSceneState), default=BatchSceneState.PENDING)
+    submission: Mapped[str | None] = mapped_column(String(128))  # the key the batch's metadata carries
+    batch_id: Mapped[str | None] = mapped_column(String(128))  # OpenAI's batch id once submitted
+    model: Mapped[str] = mapped_column(String(64))
+    edit: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the edit's fields; its images as storage keys
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the provider's and the pipeline's finishing
+    estimate_usd: Mapped[float] = mapped_column(default=0.0)  # at the batch price: reserved from the budget
+    error: Mapped[dict[str, Any] | None] = mapped_column()  # {"preset", "reason", "message"} when it failed
+
+    __table_args__ = (UniqueConstraint("custom_id", name="uq_batch_scenes_custom_id"),
+                      Index("ix_batch_scenes_state", "state"), Index("ix_batch_scenes_render", "render_id"),
+                      NEVER_REUSE_IDS)
+
+
+class SceneBatch(TimestampMixin, Base):
+    """One OpenAI batch we created: what `OpenAIBatchClient.submit` returned (to poll, read and clean it up after a
+    restart), and whether its results are read (`ended`) and its files deleted (`cleaned`)."""
+
+    __tablename__ = "scene_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128))
+    submission: Mapped[str] = mapped_column(String(128))
+    submitted: Mapped[dict[str, Any]] = mapped_column(default=dict)  # SubmittedBatch.to_dict(); {} when adopted
+    status: Mapped[str] = mapped_column(String(32), default="submitted")  # submitted | ended | cleaned
+    outcome: Mapped[str] = mapped_column(Text, default="")  # the batch's last state, in words
+
+    __table_args__ = (UniqueConstraint("batch_id", name="uq_scene_batches_batch_id"),
+                      Index("ix_scene_batches_status", "status"), NEVER_REUSE_IDS)
 
 
 class ModelLifecycle(Base):
