@@ -22,74 +22,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import hmac
-import http.server
-import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the fake Shopify
-PHOTO = ROOT / "catalog_service" / "samples" / "rocket.jpg"
+import harness
+
+from support import free_port, start_redis, stop_redis
+
+PHOTO = harness.SAMPLES / "rocket.jpg"
 IDLE_SAMPLES = 5
 LATENCY_GOAL = 2.0
 """A webhook render during the backfill may take at most this many times its idle latency."""
 SETTINGS = {"scene_presets": [], "cutout": {"enabled": True, "white": True}}
 """Cutout and white variant only, as the issue's benchmark asks."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve_photo(data: bytes) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """The shop's CDN: the same product photo at every path."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def database_url(workdir: Path) -> tuple[str, str | None]:
-    try:
-        import psycopg
-
-        psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=2").close()
-    except Exception:
-        return f"sqlite:///{workdir / 'catalog.db'}", None
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"backfill_{uuid.uuid4().hex[:10]}"
-    base = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    with create_engine(base).begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    return make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False), schema
 
 
 def epoch(moment: dt.datetime) -> float:
@@ -116,15 +66,11 @@ class Run:
 
         self.sent += 1
         number = self.sent
-        body = json.dumps({"event": "product.created", "product": {
-            "id": f"w{number}", "title": f"New product {number}",
-            "images": [{"id": 1, "src": f"{self.photo_url}/new/{number}.jpg"}]}}).encode()
-        signature = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        product = {"id": f"w{number}", "title": f"New product {number}",
+                   "images": [{"id": 1, "src": f"{self.photo_url}/new/{number}.jpg"}]}
         sent = time.time()
-        answer = self.client.post(f"/webhooks/generic/{self.generic_id}", data=body, content_type="application/json",
-                                  headers={"X-Catalog-Signature": signature, "X-Catalog-Delivery-Id": f"d{number}"})
-        assert answer.status_code == 200, answer.get_json()
-        render_id = answer.get_json()["render_id"]
+        answer = harness.post_new_product(self.client, self.generic_id, self.secret, product, f"d{number}")
+        render_id = answer["render_id"]
         deadline = time.monotonic() + timeout_s
         while True:
             with self.app.app_context():
@@ -155,9 +101,8 @@ class Run:
 
 
 def one_run(products: int, workers: int, photo_url: str, webhook_gap_s: float) -> dict[str, Any]:
-    from sqlalchemy import create_engine, func, select, text
+    from sqlalchemy import create_engine, func, select
 
-    from catalog_service.app import create_app
     from catalog_service.models import Asset, PushStatus, Render
     from catalog_service.schemas import settings_with_defaults
     from catalog_service.shops import create_shop
@@ -166,23 +111,12 @@ def one_run(products: int, workers: int, photo_url: str, webhook_gap_s: float) -
     with tempfile.TemporaryDirectory() as tmp, FakeShopify(ready_after_polls=0) as fake:
         workdir = Path(tmp)
         port = free_port()
-        redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                                  "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url, schema = database_url(workdir)
-        env = {**os.environ, "CATALOG_VAR_DIR": str(workdir / "var"), "CATALOG_DATABASE_URL": url,
-               "CATALOG_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-               "CATALOG_STORAGE_URL": f"file://{workdir / 'assets'}",
-               "CATALOG_FOLDER_STORE_DIR": str(workdir / "store"), "CATALOG_MODEL_DIR": str(ROOT / "var" / "models"),
-               "CATALOG_SECRET_KEY": "backfill-bench", "CATALOG_ALLOW_PRIVATE_URLS": "true",
-               "CATALOG_SCENE_PROVIDER": "compositor", "CATALOG_LOG_LEVEL": "WARNING"}
+        redis = start_redis(port, workdir)
+        url, schema = harness.database_for_run(workdir, "backfill")
+        env = harness.service_env(workdir, url, f"redis://127.0.0.1:{port}/0", "backfill-bench")
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            time.sleep(0.3)
-            config = {key.removeprefix("CATALOG_").lower(): value for key, value in env.items()
-                      if key.startswith("CATALOG_") and key != "CATALOG_ALLOW_PRIVATE_URLS"}
-            app = create_app({**config, "allow_private_urls": True})
-            app.extensions["catalog_db"].upgrade()
+            app = harness.app_from_env(env)
             for number, gid in enumerate(fake.add_catalog(products, images=1)):
                 for media in fake.products[gid].media_list:
                     media.cdn_url = f"{photo_url}/cdn/{number}.jpg"
@@ -194,9 +128,8 @@ def one_run(products: int, workers: int, photo_url: str, webhook_gap_s: float) -
                     shop.settings = settings_with_defaults({**shop.settings, **SETTINGS})
                 run = Run(app, (shopify.id, api_key), (generic.id, secret), photo_url)
 
-            procs = [subprocess.Popen([sys.executable, "-m", "catalog_service.cli", "worker", "--queues",
-                                       "renders,pushes,backfill"], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+            procs = [harness.start_service(env, "worker", "--queues", "renders,pushes,backfill")
+                     for _ in range(workers)]
             for _ in range(3 * workers):
                 run.webhook_latency()  # each worker loads its model and warms up: not part of any measurement
             run.run_s.clear()
@@ -239,19 +172,10 @@ def one_run(products: int, workers: int, photo_url: str, webhook_gap_s: float) -
             with fake._lock:
                 pushed = [len(record.media_list) - 1 for record in fake.products.values()]
             if schema:
-                with create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test").begin() as connection:
-                    connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                harness.drop_schema(schema)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            redis.terminate()
-            redis.wait(timeout=30)
+            harness.stop_processes(procs, 60)
+            stop_redis(redis)
             app.extensions["catalog"].close()
     return {"status": shown["status"], "done": shown["done"], "failed": shown["failed"], "seconds": elapsed,
             "per_minute": 60 * shown["done"] / elapsed, "renders": renders, "distinct": distinct,
@@ -267,13 +191,12 @@ def main() -> None:
     parser.add_argument("--webhook-gap", type=float, default=5.0,
                         help="seconds between two webhook renders sent during the backfill")
     args = parser.parse_args()
-    server, photo_url = serve_photo(PHOTO.read_bytes())
     results = {}
     print(f"backfill of {args.products} Shopify products (bulk operation), cutout + white variant, no scenes; "
           f"{os.cpu_count()} CPU cores")
-    try:
+    with harness.serve_photo(PHOTO.read_bytes(), "image/jpeg") as photos:
         for workers in (int(w) for w in args.workers.split(",")):
-            r = results[workers] = one_run(args.products, workers, photo_url, args.webhook_gap)
+            r = results[workers] = one_run(args.products, workers, photos.url, args.webhook_gap)
             idle, loaded = statistics.median(r["idle"]), statistics.median(r["loaded"]) if r["loaded"] else 0.0
             ratio = loaded / idle if idle else 0.0
             print(f"{workers} worker(s): {r['done']} of {args.products} products done ({r['failed']} failed, status "
@@ -288,12 +211,7 @@ def main() -> None:
                   f"median {statistics.median(r['loaded_run'] or [0.0]):.2f} s (the rest is waiting for a worker)")
             if args.products < 2000:
                 print(f"  2,000 products at this rate: about {2000 / r['per_minute']:.0f} minutes")
-    finally:
-        server.shutdown()
-        server.server_close()
-    if 1 in results and 2 in results:
-        print(f"scaling 1 -> 2 workers: {results[2]['per_minute'] / results[1]['per_minute']:.2f}x "
-              f"(on {os.cpu_count()} CPU cores)")
+    harness.print_scaling({workers: r["per_minute"] for workers, r in results.items()})
 
 
 if __name__ == "__main__":

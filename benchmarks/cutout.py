@@ -38,15 +38,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import onnxruntime
 import rembg
 from PIL import Image, ImageDraw, ImageFilter
 
-from catalog_service.imaging.cutout import CutoutOptions, encode_cutout, get_session, remove_background
+from catalog_service.imaging.cutout import CutoutOptions, encode_cutout, remove_background
 
 MODEL = "u2netp"
-MODEL_DIR = Path(__file__).resolve().parent.parent / "var" / "models"
 PHOTO_SIZE = (4000, 3000)
 DRAW_SIZE = (2000, 1500)  # shapes are drawn at half size, then upscaled and given full-size sensor noise
 JPEG_QUALITY = 90
@@ -338,9 +338,7 @@ def run(runs: int, images: int, out_dir: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
     sources = make_inputs(images, dirs["inputs"])
 
-    our_session = get_session(MODEL, str(MODEL_DIR))
-    os.environ["U2NET_HOME"] = str(MODEL_DIR)  # get_session set it already; rembg's own session needs it too
-    rembg_session = rembg.new_session(MODEL)
+    our_session, rembg_session = harness.cutout_sessions(MODEL)
     masks: dict[str, dict[Path, Image.Image]] = {"ours": {}, "plain": {}}  # from the last run, for the IoU
 
     def run_ours(src: Path) -> None:
@@ -389,9 +387,9 @@ def run(runs: int, images: int, out_dir: Path) -> None:
           f"{mb(statistics.median(sizes['plain'])):>12}")
     print(f"{'rembg':<8}{per_s['rembg']:>16.3f}{1:>12.3f}{'':>10}{'':>9}{mb(statistics.median(sizes['rembg'])):>12}")
     print()
-    print(f"goal: ours <= {TIME_GOAL}x rembg time -> {'PASS' if ratio <= TIME_GOAL else 'FAIL'} ({ratio:.3f}x; "
+    print(f"goal: ours <= {TIME_GOAL}x rembg time -> {harness.verdict(ratio <= TIME_GOAL)} ({ratio:.3f}x; "
           f"refinement adds {ratio - plain_ratio:+.3f}x over plain's {plain_ratio:.3f}x)")
-    print(f"goal: plain IoU with rembg >= {IOU_GOAL} -> {'PASS' if plain_min_iou >= IOU_GOAL else 'FAIL'} "
+    print(f"goal: plain IoU with rembg >= {IOU_GOAL} -> {harness.verdict(plain_min_iou >= IOU_GOAL)} "
           f"(every image; mean {plain_mean_iou:.4f}, min {plain_min_iou:.4f}; refined: mean {mean_iou:.4f}, "
           f"min {min_iou:.4f}, departing on purpose, see cutout_quality.py)")
 

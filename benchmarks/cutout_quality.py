@@ -30,27 +30,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import os
 import statistics
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import rembg
+from cutout import MODEL, Painter, backpack, bottle, box, chair, lamp, mug, shade, teapot, vase
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the product shapes live in benchmarks/cutout.py
-from cutout import Painter, backpack, bottle, box, chair, lamp, mug, shade, teapot, vase  # noqa: E402
+from catalog_service.imaging.cutout import CutoutOptions, encode_cutout, remove_background
 
-from catalog_service.imaging.cutout import CutoutOptions, encode_cutout, get_session, remove_background  # noqa: E402
-
-MODEL = "u2netp"
-MODEL_DIR = Path(__file__).resolve().parent.parent / "var" / "models"
 OUT_DIR = Path(__file__).resolve().parent / "out" / "cutout_quality"
 SIZE = (1600, 1200)
 SUPERSAMPLE = 2
@@ -220,9 +216,7 @@ def write_crops(photo: Photo, outputs: dict[str, np.ndarray], path: Path) -> Non
 def run(runs: int, methods: list[str], scene_names: list[str] | None) -> None:
     scenes = [s for s in SCENES if scene_names is None or s.name in scene_names]
     photos = [make_photo(i, s) for i, s in enumerate(scenes)]
-    our_session = get_session(MODEL, str(MODEL_DIR))
-    os.environ["U2NET_HOME"] = str(MODEL_DIR)
-    rembg_session = rembg.new_session(MODEL)
+    our_session, rembg_session = harness.cutout_sessions(MODEL)
 
     def ours(data: bytes, refine: bool = True) -> tuple[bytes, Any]:
         options = CutoutOptions(max_side=max(SIZE), padding=0.0, refine=refine)
@@ -258,11 +252,7 @@ def run(runs: int, methods: list[str], scene_names: list[str] | None) -> None:
     for photo in photos:
         outputs: dict[str, np.ndarray] = {}
         for name in methods:
-            times = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                png, cutout = available[name](photo.jpeg)
-                times.append(time.perf_counter() - started)
+            times, (png, cutout) = harness.timed(functools.partial(available[name], photo.jpeg), runs)
             seconds[name].append(statistics.median(times))
             if cutout is not None:
                 outputs[name] = untrimmed(cutout)
@@ -288,11 +278,11 @@ def run(runs: int, methods: list[str], scene_names: list[str] | None) -> None:
     print()
     if "ours" in methods:
         mean_bf = statistics.fmean(x.boundary_f for x in table["ours"])
-        print(f"goal: ours boundary F >= {BF_GOAL} -> {'PASS' if mean_bf >= BF_GOAL else 'FAIL'} ({mean_bf:.3f})")
+        print(f"goal: ours boundary F >= {BF_GOAL} -> {harness.verdict(mean_bf >= BF_GOAL)} ({mean_bf:.3f})")
     if "ours" in methods and "rembg" in methods:
         ratio = statistics.fmean(x.band_error for x in table["ours"]) / statistics.fmean(
             x.band_error for x in table["rembg"])
-        print(f"goal: ours band error <= {BAND_GOAL}x rembg's -> {'PASS' if ratio <= BAND_GOAL else 'FAIL'} "
+        print(f"goal: ours band error <= {BAND_GOAL}x rembg's -> {harness.verdict(ratio <= BAND_GOAL)} "
               f"({ratio:.3f}x)")
     print(f"edge crops (photo | rembg | ours, on grey): {OUT_DIR}")
 

@@ -28,8 +28,6 @@ import hmac
 import http.client
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,13 +38,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+from harness import ROOT
+
 SECRET = "bench-shopify-client-secret"
 DOMAIN = "bench-shop.myshopify.com"
 GOAL_P99_MS = 50.0
 GOAL_SHARE = 0.12  # of the bare Flask endpoint's deliveries per second, in the same run
 GOAL_CONCURRENCY = 4
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WARMUP_DELIVERIES = 500
 WARMUP_FIRST_PRODUCT = 10**8  # far from the rounds' products
 
@@ -61,32 +60,13 @@ def bare():
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the processes have used so far (Linux /proc)."""
     total = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        fields = harness.proc_stat(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -103,22 +83,6 @@ def postgres_backends(engine: object, application_name: str) -> list[int]:
     with engine.connect() as connection:  # type: ignore[attr-defined]
         return list(connection.scalars(
             text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"), {"name": application_name}))
-
-
-def postgres_url(url: str) -> str | None:
-    """`url` when a PostgreSQL server answers there, else None."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    engine = create_engine(url, connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        return None
-    finally:
-        engine.dispose()
-    return url
 
 
 def deliveries(count: int, duplicate_share: float, first_product: int = 0) -> list[tuple[bytes, dict[str, str]]]:
@@ -225,7 +189,7 @@ def gunicorn(app_spec: str, port: int, workers: int, env: dict[str, str], cwd: P
          "--log-level", "warning", "--preload", app_spec],
         cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    wait_for_port(port)
+    harness.wait_for_port(port, 30)
     # The arbiter binds the port before it forks the workers; count CPU only once all of them exist.
     deadline = time.monotonic() + 30
     while len(children(process.pid)) < workers and time.monotonic() < deadline:
@@ -241,7 +205,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--database", choices=["auto", "sqlite"], default="auto",
                         help="auto: PostgreSQL when one answers at --database-url, else SQLite")
-    parser.add_argument("--database-url", default=POSTGRES_URL,
+    parser.add_argument("--database-url", default=harness.POSTGRES_URL,
                         help="the PostgreSQL server to use (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of bare-then-ours; medians are reported (this machine's speed drifts)")
@@ -255,30 +219,17 @@ def main() -> None:
         print(json.dumps(generate(args.generate, args.deliveries, args.concurrency, 0.2, args.first_product)))
         return
 
-    sys.path.insert(0, str(ROOT))
-    from sqlalchemy import create_engine, func, select, text
-    from sqlalchemy.engine import make_url
+    from sqlalchemy import create_engine, func, select
+
+    from support import free_port, start_redis
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         redis_port = free_port()
-        redis = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        schema = None
-        database_url = postgres_url(args.database_url) if args.database == "auto" else None
-        if database_url:
-            schema = f"bench_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(database_url)
-            with admin.begin() as connection:
-                connection.execute(text(f"CREATE SCHEMA {schema}"))
-            database_url = make_url(database_url).update_query_dict(
-                {"options": f"-csearch_path={schema}", "application_name": schema},
-            ).render_as_string(hide_password=False)
-        else:
-            database_url = f"sqlite:///{workdir / 'catalog.db'}"
+        redis = start_redis(redis_port, workdir)
+        database_url, schema = harness.database_for_run(workdir, "bench", args.database, base_url=args.database_url,
+                                                        application_name=True)
+        admin = create_engine(args.database_url) if schema else None
         env = {
             **os.environ,
             "CATALOG_VAR_DIR": str(workdir / "var"),
@@ -291,10 +242,8 @@ def main() -> None:
         }
         servers: list[subprocess.Popen[bytes]] = [redis]
         try:
-            subprocess.run([sys.executable, "-m", "catalog_service.cli", "db", "upgrade"], env=env, cwd=ROOT,
-                           check=True, capture_output=True)
-            subprocess.run([sys.executable, "-m", "catalog_service.cli", "shops", "add", "--platform", "shopify",
-                            "--domain", DOMAIN], env=env, cwd=ROOT, check=True, capture_output=True)
+            harness.run_cli(env, "db", "upgrade")
+            harness.run_cli(env, "shops", "add", "--platform", "shopify", "--domain", DOMAIN)
             if args.profile:
                 profile_in_process(env, args.deliveries)
                 return
@@ -351,9 +300,8 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=30)
             if schema:
-                with admin.begin() as connection:
-                    connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
                 admin.dispose()
+                harness.drop_schema(schema, args.database_url)
 
     bare, ours = summary(bare_rounds), summary(our_rounds)
     shares = sorted(o["per_second"] / b["per_second"] for b, o in zip(bare_rounds, our_rounds, strict=True))
@@ -389,7 +337,7 @@ def main() -> None:
     ]
     print("goals:")
     for goal, met, measured in goals:
-        print(f"  {'PASS' if met else 'FAIL'}  {goal} ({measured})")
+        print(f"  {harness.verdict(met)}  {goal} ({measured})")
     if not all(met for _goal, met, _measured in goals):
         sys.exit(1)
 

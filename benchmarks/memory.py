@@ -13,39 +13,26 @@ size seen, the median render time, and PASS when the worker stayed under the lim
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
-import http.server
 import io
-import json
-import os
-import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from pathlib import Path
 
+import harness
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SAMPLE = ROOT / "catalog_service" / "samples" / "coffee.png"
+from support import free_port, start_redis, stop_redis
+
+SAMPLE = harness.SAMPLES / "coffee.png"
 EVERY = 20
 FLAT_MB = 50
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def photos() -> dict[str, tuple[bytes, str]]:
@@ -95,27 +82,6 @@ def photos() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def serve(files: dict[str, tuple[bytes, str]]) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """Serve /<n>/<name> as files[name]: a distinct URL per product, the same bytes."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            name = self.path.rsplit("/", 1)[-1]
-            data, content_type = files.get(name, (b"", "text/plain"))
-            self.send_response(200 if data else 404)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 def resident_mb(pid: int) -> float:
     """The process's resident size (VmRSS) in MB, 0.0 once it is gone."""
     try:
@@ -130,42 +96,31 @@ def run(renders: int, limit_mb: float) -> bool:
     from rq import Worker as RQWorker
     from sqlalchemy import create_engine, func, select
 
-    from catalog_service.app import create_app
     from catalog_service.models import Render, RenderStatus
     from catalog_service.shops import create_shop
 
     files = photos()
     print("photos: " + ", ".join(f"{name} ({len(data) / 1e6:.1f} MB)" for name, (data, _) in files.items()))
     names = list(files)
-    server, base = serve(files)
+    # /<n>/<name> answers files[name]: a distinct URL per product, the same bytes.
+    server = harness.FileServer(lambda path: files.get(path.rsplit("/", 1)[-1])).start()
+    base = server.url
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         port = free_port()
-        redis_server = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        env = {**os.environ, "CATALOG_VAR_DIR": str(workdir / "var"),
-               "CATALOG_DATABASE_URL": f"sqlite:///{workdir / 'catalog.db'}",
-               "CATALOG_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-               "CATALOG_STORAGE_URL": f"file://{workdir / 'assets'}",
-               "CATALOG_FOLDER_STORE_DIR": str(workdir / "store"), "CATALOG_MODEL_DIR": str(ROOT / "var" / "models"),
-               "CATALOG_SECRET_KEY": "memory-bench", "CATALOG_ALLOW_PRIVATE_URLS": "true",
-               "CATALOG_SCENE_PROVIDER": "compositor", "CATALOG_LOG_LEVEL": "WARNING", "CATALOG_LOG_FORMAT": "text"}
+        redis_server = start_redis(port, workdir)
+        env = harness.service_env(workdir, f"sqlite:///{workdir / 'catalog.db'}", f"redis://127.0.0.1:{port}/0",
+                                  "memory-bench", {"CATALOG_LOG_FORMAT": "text"})
         worker: subprocess.Popen[bytes] | None = None
         try:
-            time.sleep(0.3)
-            config = {key.removeprefix("CATALOG_").lower(): value for key, value in env.items()
-                      if key.startswith("CATALOG_") and key != "CATALOG_ALLOW_PRIVATE_URLS"}
-            app = create_app({**config, "allow_private_urls": True})
-            app.extensions["catalog_db"].upgrade()
+            app = harness.app_from_env(env)
             with app.app_context(), app.extensions["catalog_db"].transaction() as session:
                 shop, _key, secret = create_shop(session, platform="generic", domain="memory.example.com")
                 shop_id = shop.id
 
             log_path = workdir / "worker.log"
             with log_path.open("wb") as log:
-                worker = subprocess.Popen([sys.executable, "-m", "catalog_service.cli", "worker"], env=env, cwd=ROOT,
-                                          stdout=subprocess.DEVNULL, stderr=log)
+                worker = harness.start_service(env, "worker", stderr=log)
             redis = Redis(port=port)
             deadline = time.monotonic() + 120
             while not RQWorker.all(connection=redis):
@@ -178,12 +133,8 @@ def run(renders: int, limit_mb: float) -> bool:
             client = app.test_client()
             for n in range(renders):
                 src = f"{base}/{n}/{names[n % len(names)]}"
-                body = json.dumps({"event": "product.created", "product": {
-                    "id": n + 1, "title": f"Cup {n}", "images": [{"id": 1, "src": src}]}}).encode()
-                signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-                answer = client.post(f"/webhooks/generic/{shop_id}", data=body, content_type="application/json",
-                                     headers={"X-Catalog-Signature": signature, "X-Catalog-Delivery-Id": str(n)})
-                assert answer.status_code == 200, answer.get_json()
+                harness.post_new_product(client, shop_id, secret, {
+                    "id": n + 1, "title": f"Cup {n}", "images": [{"id": 1, "src": src}]}, str(n))
             app.extensions["catalog_db"].dispose()
 
             engine = create_engine(env["CATALOG_DATABASE_URL"])
@@ -209,10 +160,8 @@ def run(renders: int, limit_mb: float) -> bool:
             if worker is not None and worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(timeout=120)
-            redis_server.terminate()
-            redis_server.wait(timeout=30)
-            server.shutdown()
-            server.server_close()
+            stop_redis(redis_server)
+            server.stop()
         recycles = log_path.read_text().count("starting afresh")
 
     succeeded = sum(1 for status, _, _ in rows if status == RenderStatus.SUCCEEDED)
@@ -231,7 +180,7 @@ def run(renders: int, limit_mb: float) -> bool:
           f"after {2 * EVERY} renders {settled:.0f} MB, at the end {final:.0f} MB "
           f"({'flat' if flat else 'growing'}: within {FLAT_MB} MB); worker restarts itself: {recycles}")
     passed = under and flat and succeeded == renders
-    print("PASS" if passed else "FAIL")
+    print(harness.verdict(passed))
     return passed
 
 

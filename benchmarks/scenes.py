@@ -32,33 +32,28 @@ import io
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import harness
+import numpy as np
+import openai
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import openai  # noqa: E402
-from PIL import Image  # noqa: E402
+from catalog_service.imaging.cutout import CutoutOptions, get_session, remove_background
+from catalog_service.imaging.encode import encode
+from catalog_service.imaging.fidelity import measure
+from catalog_service.imaging.placement import edit_mask, place, recomposite
+from catalog_service.pipeline import RenderPlan, make_assets
+from catalog_service.scenes.base import COMPOSITE_SOURCE, ProductInfo, ScenePreset, SceneRequest
+from catalog_service.scenes.openai_images import OUTPUT_QUALITY, OpenAIProvider, request_size
+from catalog_service.scenes.pricing import Calibration, UsageSample
+from fakes.openai_server import FakeOpenAI
 
-from catalog_service.imaging.cutout import CutoutOptions, get_session, remove_background  # noqa: E402
-from catalog_service.imaging.encode import encode  # noqa: E402
-from catalog_service.imaging.fidelity import measure  # noqa: E402
-from catalog_service.imaging.placement import edit_mask, place, recomposite  # noqa: E402
-from catalog_service.pipeline import RenderPlan, make_assets  # noqa: E402
-from catalog_service.scenes.base import COMPOSITE_SOURCE, ProductInfo, ScenePreset, SceneRequest  # noqa: E402
-from catalog_service.scenes.openai_images import OUTPUT_QUALITY, OpenAIProvider, request_size  # noqa: E402
-from catalog_service.scenes.pricing import Calibration, UsageSample  # noqa: E402
-from fakes.openai_server import FakeOpenAI  # noqa: E402
-
-PHOTO = ROOT / "catalog_service" / "samples" / "coffee.png"
-REFERENCE = ROOT / "catalog_service" / "samples" / "reference-kitchen.jpg"
-MODEL_DIR = ROOT / "var" / "models"
+PHOTO = harness.SAMPLES / "coffee.png"
+REFERENCE = harness.SAMPLES / "reference-kitchen.jpg"
 PHOTO_SIZE = (3000, 2000)
 SIDES = (1024, 2048)
 ADDED_GOAL_S = 0.3
@@ -193,12 +188,7 @@ def steps_at(side: int, cutout: Image.Image, provider: OpenAIProvider, client: T
 
 def median_seconds(step: Callable[[], object], runs: int) -> float:
     step()  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(harness.timed(step, runs)[0])
 
 
 DRIFTS = ((1.0, 1.0), (1.25, 0.85))
@@ -250,7 +240,7 @@ def main() -> None:
     print(f"scenes benchmark on {platform.machine()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
           f"openai {openai.__version__}; fake OpenAI on loopback, no latency")
     photo = source_photo()
-    session = get_session("u2netp", str(MODEL_DIR))
+    session = get_session("u2netp", str(harness.MODEL_DIR))
     with FakeOpenAI() as fake, openai.OpenAI(api_key="sk-bench", base_url=fake.url + "/v1", max_retries=0) as real:
         client = TimedClient(real)
         print(f"\nTime we add around the provider call, per scene ({args.runs} scenes per size, exact lock):")
@@ -263,7 +253,7 @@ def main() -> None:
                 print(f"      {name:34s} {seconds:.3f} s")
             print(f"      {'sum of the steps':34s} {sum(steps[side].values()):.3f} s")
         median_goal = statistics.median(added[ADDED_GOAL_SIDE])
-        verdict = "PASS" if median_goal < ADDED_GOAL_S else "FAIL"
+        verdict = harness.verdict(median_goal < ADDED_GOAL_S)
         print(f"  goal: under {ADDED_GOAL_S} s added per {ADDED_GOAL_SIDE} px scene: {median_goal:.3f} s {verdict}")
 
         cutout_png = encode(remove_background(photo, session, CutoutOptions(max_side=2048)).image, "png")
@@ -293,7 +283,7 @@ def estimates(client: TimedClient, cutout_png: bytes, earlier: int, drift: tuple
               f"calibrated ${calibrated:.4f} ({pct(calibrated, cost):+.1f} %)")
         print(f"      PriceTable.estimate + calibration ${direct:.4f} ({pct(direct, cost):+.1f} %)")
     for what, worst in (("table alone", worst_table), ("calibrated", worst_calibrated)):
-        verdict = "PASS" if worst <= ESTIMATE_GOAL_PCT else "FAIL"
+        verdict = harness.verdict(worst <= ESTIMATE_GOAL_PCT)
         print(f"  goal: estimate within {ESTIMATE_GOAL_PCT:g} % ({what}): worst {worst:.1f} % {verdict}")
 
 

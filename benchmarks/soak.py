@@ -38,7 +38,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,27 +45,26 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import harness
+import redis
+import requests
+from PIL import Image, ImageOps
 
-import redis  # noqa: E402
-import requests  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from fakes.shopify_server import FakeShopify
+from fakes.woocommerce_server import UPLOADS, FakeWooCommerce
+from support import free_port
 
-from fakes.shopify_server import FakeShopify  # noqa: E402
-from fakes.woocommerce_server import UPLOADS, FakeWooCommerce  # noqa: E402
-
-PHOTO = ROOT / "catalog_service" / "samples" / "coffee.png"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PHOTO = harness.SAMPLES / "coffee.png"
 SHOPIFY_SECRET = "soak-shopify-client-secret"
 WORKERS = 2
 RESTART_DELAY_S = 1.0
 """How long the process manager waits before starting an exited process again."""
 REQUEST_TIMEOUT_S = 15.0
+CLI_TIMEOUT_S = 120
+"""How long a `catalog-service` command of the set-up (db upgrade, shops add) may take."""
 SEND_ATTEMPTS = 6
 """A delivery the app could not take (503, no connection) is sent again, like a shop's retry, this often."""
 CHAOS_PAUSE_S = (6.0, 12.0)
@@ -81,23 +79,6 @@ KEY8 = re.compile(r"-cs([0-9a-f]{8})(?![0-9a-f])")
 
 def log(started: float, message: str) -> None:
     print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
 
 
 # --- the photos the shops' products show --------------------------------------------------------------------
@@ -118,40 +99,23 @@ def photo_variants() -> list[bytes]:
     return variants
 
 
-class PhotoServer:
+class PhotoServer(harness.FileServer):
     """`GET /v<n>/<anything>.png` answers variant n."""
 
     def __init__(self, variants: list[bytes]) -> None:
-        photos = variants
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                match = re.match(r"^/v(\d+)/", self.path)
-                if not match or int(match[1]) >= len(photos):
-                    self.send_error(404)
-                    return
-                data = photos[int(match[1])]
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(self._variant)
+        self.variants = variants
         self.count = len(variants)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.start()
+
+    def _variant(self, path: str) -> tuple[bytes, str] | None:
+        match = re.match(r"^/v(\d+)/", path)
+        if not match or int(match[1]) >= self.count:
+            return None
+        return self.variants[int(match[1])], "image/png"
 
     def src(self, variant: int, name: str) -> str:
         return f"{self.url}/v{variant % self.count}/{name}.png"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- the processes: Redis, and what a process manager keeps running ------------------------------------------
@@ -247,7 +211,7 @@ class ProcessManager:
         self._thread = threading.Thread(target=self._watch, name="process-manager", daemon=True)
 
     def add(self, name: str, *args: str) -> Supervised:
-        proc = Supervised(name, [sys.executable, "-m", "catalog_service.cli", *args], self.workdir / f"{name}.log")
+        proc = Supervised(name, [*harness.CLI, *args], self.workdir / f"{name}.log")
         self.procs[name] = proc
         self._start(proc)
         return proc
@@ -255,8 +219,8 @@ class ProcessManager:
     def _start(self, proc: Supervised) -> None:
         with open(proc.log_path, "ab") as out:
             # A session of its own: what the process forks (RQ's scheduler) can be found and cleaned up after.
-            proc.process = subprocess.Popen(proc.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            proc.process = subprocess.Popen(proc.argv, env=self.env, cwd=harness.ROOT, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         proc.groups.append(proc.process.pid)
         proc.starts += 1
         proc.chaos_kill = False
@@ -305,16 +269,8 @@ class ProcessManager:
         self.stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        harness.stop_processes([p.process for p in self.procs.values() if p.process is not None], 20, kill_wait_s=10)
         for proc in self.procs.values():
-            if proc.process is not None and proc.process.poll() is None:
-                proc.process.terminate()
-        for proc in self.procs.values():
-            if proc.process is not None:
-                try:
-                    proc.process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.process.kill()
-                    proc.process.wait(timeout=10)
             for group in proc.groups:  # the orphans we started, and only those
                 try:
                     os.killpg(group, signal.SIGKILL)
@@ -327,9 +283,8 @@ def _group_members(group: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = harness.proc_stat(entry.name)
+        if fields is None:
             continue
         if int(fields[2]) == group and fields[0] != "Z":  # pgrp; zombies are not running
             members.append(int(entry.name))
@@ -483,8 +438,8 @@ class Load:
             body = json.dumps({"event": "product.created" if kind == "create" else "product.updated", "product": {
                 "id": product.external_id, "title": product.title, "images": merchant,
                 "updated_at": product.updated.isoformat()}}).encode()
-            signature = "sha256=" + hmac.new(shop.secret.encode(), body, hashlib.sha256).hexdigest()
-            headers = {"Content-Type": "application/json", "X-Catalog-Signature": signature,
+            headers = {"Content-Type": "application/json",
+                       "X-Catalog-Signature": harness.generic_signature(shop.secret, body),
                        "X-Catalog-Delivery-Id": delivery}
             url = f"{self.base_url}/webhooks/generic/{shop.id}"
         elif product.platform == "shopify":
@@ -610,37 +565,6 @@ class Chaos:
 # --- set-up and checks ---------------------------------------------------------------------------------------
 
 
-def database_url(choice: str) -> tuple[str | None, str | None]:
-    """A fresh PostgreSQL schema's URL and name, or (None, None) for SQLite."""
-    if choice == "sqlite":
-        return None, None
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
-    schema = f"soak_{uuid.uuid4().hex[:10]}"
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except SQLAlchemyError:
-        if choice == "postgresql":
-            raise
-        return None, None
-    finally:
-        engine.dispose()
-    return make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False), schema
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "catalog_service.cli", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise RuntimeError(f"catalog-service {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
-    return done.stdout
-
-
 def add_shops(env: dict[str, str], shopify: FakeShopify, woo: FakeWooCommerce) -> dict[str, ShopInfo]:
     shops = {}
     for platform, extra in (
@@ -651,7 +575,8 @@ def add_shops(env: dict[str, str], shopify: FakeShopify, woo: FakeWooCommerce) -
                          "--consumer-key", woo.consumer_key, "--consumer-secret", woo.consumer_secret,
                          "--wp-user", woo.wp_user, "--wp-app-password", woo.wp_app_password]),
     ):
-        answer = json.loads(cli(env, "shops", "add", "--platform", platform, *extra, "--json"))
+        answer = json.loads(harness.run_cli(env, "shops", "add", "--platform", platform, *extra, "--json",
+                                            timeout_s=CLI_TIMEOUT_S))
         # A Shopify shop has no webhook secret of its own: Shopify signs with the app's secret.
         shops[platform] = ShopInfo(platform, int(answer["id"]), answer["api_key"], answer.get("webhook_secret", ""))
     return shops
@@ -849,7 +774,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="webhooks and API calls a minute")
     parser.add_argument("--seed", type=int, default=None, help="the random choices' seed (printed)")
     parser.add_argument("--database", choices=["auto", "postgresql", "sqlite"], default="auto",
-                        help=f"auto: PostgreSQL when one answers at {POSTGRES_URL}, else SQLite")
+                        help=f"auto: PostgreSQL when one answers at {harness.POSTGRES_URL}, else SQLite")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (it is kept on FAIL anyway)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -857,18 +782,13 @@ def main() -> None:
     started = time.monotonic()
 
     workdir = Path(tempfile.mkdtemp(prefix="catalog-soak-"))
-    url, schema = database_url(args.database)
-    url = url or f"sqlite:///{workdir / 'catalog.db'}"
+    url, schema = harness.database_for_run(workdir, "soak", args.database)
     redis_server = RedisServer(workdir)
     redis_server.start()
     web_port = free_port()
-    env = {**os.environ, "CATALOG_VAR_DIR": str(workdir / "var"), "CATALOG_DATABASE_URL": url,
-           "CATALOG_REDIS_URL": redis_server.url, "CATALOG_STORAGE_URL": f"file://{workdir / 'assets'}",
-           "CATALOG_FOLDER_STORE_DIR": str(workdir / "store"), "CATALOG_MODEL_DIR": str(ROOT / "var" / "models"),
-           "CATALOG_SECRET_KEY": "soak-secret-key", "CATALOG_ALLOW_PRIVATE_URLS": "true",
-           "CATALOG_SCENE_PROVIDER": "compositor", "CATALOG_SHOPIFY_API_SECRET": SHOPIFY_SECRET,
-           "CATALOG_PUBLIC_URL": f"http://127.0.0.1:{web_port}", "CATALOG_LOG_LEVEL": "INFO",
-           "CATALOG_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT)}
+    env = harness.service_env(workdir, url, redis_server.url, "soak-secret-key", {
+        "CATALOG_SHOPIFY_API_SECRET": SHOPIFY_SECRET, "CATALOG_PUBLIC_URL": f"http://127.0.0.1:{web_port}",
+        "CATALOG_LOG_LEVEL": "INFO", "CATALOG_LOG_FORMAT": "text", "PYTHONPATH": str(harness.ROOT)})
     env.pop("OPENAI_API_KEY", None)
     shopify, woo = FakeShopify(ready_after_polls=1).start(), FakeWooCommerce().start()
     photos = PhotoServer(photo_variants())
@@ -877,13 +797,13 @@ def main() -> None:
           f"{'PostgreSQL' if schema else 'SQLite'}, work directory {workdir}", flush=True)
     passed = False
     try:
-        cli(env, "db", "upgrade")
+        harness.run_cli(env, "db", "upgrade", timeout_s=CLI_TIMEOUT_S)
         shops = add_shops(env, shopify, woo)
         manager.add("web", "serve", "--host", "127.0.0.1", "--port", str(web_port), "--workers", "2")
         for n in range(WORKERS):
             manager.add(f"worker-{n + 1}", "worker")
         manager.add("sweeper", "sweeper", "--interval", "5")
-        wait_for_port(web_port)
+        harness.wait_for_port(web_port, 60)
         manager.run()
         load = Load(f"http://127.0.0.1:{web_port}", shops, shopify, woo, photos, rng)
         chaos = Chaos(manager, redis_server, shopify, woo, random.Random(seed + 1), started)
@@ -920,9 +840,9 @@ def main() -> None:
         report(load, state, chaos, manager, redis_server, held, workdir, settle_s)
         print("checks:")
         for name, ok, detail in results:
-            print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
+            print(f"  {harness.verdict(ok)}  {name}: {detail}")
         passed = all(ok for _name, ok, _detail in results)
-        print("PASS" if passed else "FAIL", flush=True)
+        print(harness.verdict(passed), flush=True)
     finally:
         manager.stop()
         redis_server.stop()
@@ -930,12 +850,7 @@ def main() -> None:
         shopify.stop()
         woo.stop()
         if schema:
-            from sqlalchemy import create_engine, text
-
-            engine = create_engine(POSTGRES_URL)
-            with engine.begin() as connection:
-                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            engine.dispose()
+            harness.drop_schema(schema)
         if passed and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
