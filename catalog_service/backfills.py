@@ -39,6 +39,7 @@ from .models import (
     SourceImage,
     utcnow,
 )
+from .pipeline import BatchingProvider
 from .scenes import presets_for
 from .scenes.base import ProviderError, SceneRequest
 from .schemas import ProductEvent, preset_from_settings, settings_with_defaults
@@ -107,6 +108,8 @@ def costing_for(session: Session, backfill: Backfill, services: Services) -> Cos
         provider = services.provider(settings["provider"])
     except ProviderError:
         return Costing(scenes=0, usd_per_product=0.0, provider=provider_name)  # it makes no scene: none is paid
+    # Backfill scenes on OpenAI wait for a batch, at the Batch API's price (jobs/batches.py).
+    batching = provider if services.config.openai_batch and isinstance(provider, BatchingProvider) else None
     usd, made = 0.0, 0
     for preset in presets:
         if preset.style == "reference" and not references:
@@ -114,12 +117,12 @@ def costing_for(session: Session, backfill: Backfill, services: Services) -> Cos
         request = SceneRequest(cutout_png=_placeholder_cutout(), preset=preset, references=references,
                                model=settings["model"])
         try:
-            usd += provider.estimate_cost(request)
+            usd += batching.estimate_cost(request, batch=True) if batching else provider.estimate_cost(request)
         except ProviderError:
             continue  # a preset the provider refuses is not made, so it costs nothing
         made += 1
     paid = provider_name == "openai"
-    return Costing(scenes=made, usd_per_product=usd, provider=provider_name,
+    return Costing(scenes=made, usd_per_product=usd, provider=provider_name, batch=batching is not None and made > 0,
                    model=(settings["model"] or services.config.openai_model) if paid else "",
                    quality=",".join(sorted({preset.quality for preset in presets})) if paid else "")
 
@@ -281,7 +284,9 @@ def feed(session: Session, backfill: Backfill, *, budget_usd: float | None = Non
     if counts["pending"] == 0 and counts["queued"] == 0:
         backfill.status, backfill.finished_at = BackfillStatus.DONE, now
         return []
-    room = FEED_DEPTH - counts["queued"]
+    # A render waiting for its scenes' batch holds no worker: it does not count toward the queue depth, so the
+    # next products go on making their cutouts meanwhile (the budget still counts it, below).
+    room = FEED_DEPTH - counts["queued"] + _waiting(session, backfill.id)
     if room <= 0 or counts["pending"] == 0:
         return []
     # Queue only what the budget still covers: a render queued past it would skip its paid scenes and count as done.
@@ -328,6 +333,14 @@ def _affordable(session: Session, backfill: Backfill, budget_usd: float | None, 
     spent = spent_this_month(session, backfill.shop_id, now)
     # The tolerance keeps a budget of exactly n products from reading as n - 1 after float rounding.
     return max(0, math.floor((budget_usd - spent) / per_product + 1e-9) - queued)
+
+
+def _waiting(session: Session, backfill_id: int) -> int:
+    """The backfill's queued items whose render waits for a batch."""
+    return int(session.scalar(
+        select(func.count(BackfillItem.id)).join(Render, Render.id == BackfillItem.render_id)
+        .where(BackfillItem.backfill_id == backfill_id, BackfillItem.status == BackfillItemStatus.QUEUED,
+               Render.status == RenderStatus.WAITING)) or 0)
 
 
 def _reconcile(session: Session, backfill: Backfill) -> None:

@@ -86,6 +86,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "openai_prices": ("CATALOG_OPENAI_PRICES", str, "JSON price overrides, USD per 1M tokens per model"),
     "openai_timeout_s": ("CATALOG_OPENAI_TIMEOUT_S", parse_float, "timeout of one OpenAI call"),
     "openai_max_retries": ("CATALOG_OPENAI_MAX_RETRIES", parse_int, "retries of a 429/5xx/timeout, with backoff"),
+    "openai_batch": ("CATALOG_OPENAI_BATCH", parse_bool,
+                     "backfill scenes on OpenAI go through the Batch API, at half price, within 24 h (true/false)"),
     "scene_concurrency": ("CATALOG_SCENE_CONCURRENCY", parse_int, "scenes of one render made at once"),
     "login_link_ttl_s": ("CATALOG_LOGIN_LINK_TTL_S", parse_int, "how long a merchant's sign-in link works, in seconds"),
     "session_ttl_s": ("CATALOG_SESSION_TTL_S", parse_int, "how long a merchant stays signed in, in seconds"),
@@ -143,6 +145,8 @@ class Config:
     openai_prices: str = ""
     openai_timeout_s: float = 120.0
     openai_max_retries: int = 3
+    # Backfill scenes wait for an OpenAI batch (half price, within 24 h); webhook and manual renders never do.
+    openai_batch: bool = True
     # Derived, not read from a CATALOG_ variable: whether OPENAI_API_KEY is set (the openai library reads the key).
     openai_key_set: bool = False
     scene_concurrency: int = 4

@@ -12,7 +12,7 @@ import io
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -21,8 +21,11 @@ from .imaging.encode import CONTENT_TYPES, EXTENSIONS, encode
 from .imaging.fidelity import measure
 from .imaging.overlay import draw_badge
 from .imaging.provenance import sign
-from .scenes.base import ProductInfo, ProviderError, ScenePreset, SceneProvider, SceneRequest
+from .scenes.base import ProductInfo, ProviderError, ScenePreset, SceneProvider, SceneRequest, SceneResult
 from .scenes.pricing import Calibration
+
+if TYPE_CHECKING:
+    from .scenes.openai_batch import BatchEdit, OpenAIBatchClient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +49,38 @@ class MadeAsset:
     hold_reason: str | None = None  # set when the scene must wait for review whatever the publish mode
 
 
+@dataclasses.dataclass(frozen=True)
+class DeferredScene:
+    """A scene left for a batch (make_assets with `defer_scenes`): its request, and its estimate at the batch price,
+    already reserved from the budget."""
+
+    request: SceneRequest
+    estimate_usd: float
+
+
 @dataclasses.dataclass
 class PipelineResult:
     assets: list[MadeAsset]
     errors: list[dict[str, str]]  # one per scene that could not be made
     timings_ms: dict[str, int]
+    deferred: list[DeferredScene] = dataclasses.field(default_factory=list)
+
+
+@runtime_checkable
+class BatchingProvider(Protocol):
+    """A provider whose scenes can wait for a batch at a lower price (the OpenAI provider): the edit is prepared
+    now, sent later, and its answer finished by `finish` as a direct answer is."""
+
+    def estimate_cost(self, request: SceneRequest, *, batch: bool = False) -> float: ...
+
+    def prepare_batch(self, request: SceneRequest, custom_id: str) -> tuple[BatchEdit, dict[str, Any]]: ...
+
+    def finish(self, context: Mapping[str, Any], image: bytes, usage_raw: dict[str, Any], *, cutout_png: bytes,
+               batch: bool) -> SceneResult: ...
+
+    def generate(self, request: SceneRequest) -> SceneResult: ...
+
+    def batch_client(self) -> OpenAIBatchClient: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +120,12 @@ SceneMade = Callable[[MadeAsset], None]
 
 def make_assets(
     source: bytes, plan: RenderPlan, *, session: Any, provider: SceneProvider, final_attempt: bool = True,
-    on_scene: SceneMade | None = None,
+    on_scene: SceneMade | None = None, defer_scenes: bool = False,
 ) -> PipelineResult:
     """Cutout, white variant and scenes for one source photo.
+
+    With `defer_scenes` (a provider that batches), the scenes are not made: each is checked against the budget at
+    its batch price and handed back in `deferred`, for the caller to send in a batch.
 
     A bad photo raises ImageRejected (nothing can be made). The scenes are made concurrently; each one
     made is handed to `on_scene` at once (before any other scene's failure can end the call), so the
@@ -119,6 +152,7 @@ def make_assets(
 
     errors: list[dict[str, str]] = []
     budget = _Budget(plan.budget_usd)
+    batching = provider if defer_scenes and isinstance(provider, BatchingProvider) else None
     calls = []
     for preset in plan.presets:
         references = tuple(plan.preset_references.get(preset.name) or plan.references)
@@ -129,13 +163,22 @@ def make_assets(
             shop_key=plan.shop_key, model=plan.model, text=preset.text, text_mode=preset.text_mode,
             calibration=plan.calibration,
         )
-        estimate = provider.estimate_cost(request)
+        try:
+            estimate = batching.estimate_cost(request, batch=True) if batching else provider.estimate_cost(request)
+        except ProviderError as exc:
+            if batching is None:
+                raise
+            errors.append({"preset": preset.name, "reason": exc.reason, "message": str(exc)})
+            continue
         if not budget.reserve(estimate):
             errors.append({"preset": preset.name, "reason": "budget",
                            "message": f"Skipped: about ${estimate:.2f} would pass this month's budget "
                                       f"(${budget.left:.2f} left). Raise the budget in settings to make it."})
             continue
         calls.append(_Call(request, estimate))
+    if batching is not None:
+        return PipelineResult(assets=assets, errors=errors, timings_ms=timings,
+                              deferred=[DeferredScene(call.request, call.estimate_usd) for call in calls])
 
     finish = _Finish(cutout=cutout.image, signer=plan.signer)
     outcomes = _run_scenes(provider, calls, plan.concurrency, on_scene, finish)
@@ -195,37 +238,45 @@ def _run_scenes(
 
 
 def _scene(provider: SceneProvider, call: _Call, finish: _Finish) -> tuple[MadeAsset, int] | ProviderError:
-    """One scene, finished: its exact text drawn on when we draw it, the product checked against the cutout,
-    and the file marked (and signed, when a signer is set) when a generative model touched it. Errors come
-    back as values for the caller."""
+    """One scene, made and finished (finish_scene). Errors come back as values for the caller."""
     request = call.request
     started = time.perf_counter()
     try:
         scene = provider.generate(request)
     except ProviderError as exc:
         return exc
+    made = finish_scene(scene, preset=request.preset.name, quality=request.preset.quality, text=request.text,
+                        text_mode=request.text_mode, cutout=finish.cutout, signer=finish.signer,
+                        estimate_usd=call.estimate_usd)
+    return made, _ms_since(started)
+
+
+def finish_scene(scene: SceneResult, *, preset: str, quality: str, text: str, text_mode: str, cutout: Image.Image,
+                 signer: Any = None, estimate_usd: float | None = None) -> MadeAsset:
+    """A scene the provider made (directly or in a batch), finished: its exact text drawn on when we draw it, the
+    product checked against the `cutout`, and the file marked (and signed, when a signer is set) when a generative
+    model touched it."""
     data, content_type, width, height = scene.data, scene.content_type, scene.width, scene.height
     fidelity: dict[str, Any] | None = None
     hold_reason: str | None = None
-    if scene.placement is not None or (request.text and request.text_mode == "overlay"):
+    if scene.placement is not None or (text and text_mode == "overlay"):
         with scene.image or Image.open(io.BytesIO(scene.data)) as decoded:
             decoded.load()
             if scene.placement is not None:
                 # Measured before the badge is drawn: the badge sits beside the product, never on it.
-                measured = measure(decoded, finish.cutout, scene.placement)
+                measured = measure(decoded, cutout, scene.placement)
                 hold_reason, fidelity = measured.reason(), measured.as_dict()
-            if request.text and request.text_mode == "overlay":
-                data = encode(draw_badge(decoded, request.text), "jpeg", quality=90, source_type=scene.source_type)
+            if text and text_mode == "overlay":
+                data = encode(draw_badge(decoded, text), "jpeg", quality=90, source_type=scene.source_type)
                 content_type = CONTENT_TYPES["jpeg"]
-    if scene.source_type and finish.signer is not None:
-        data = sign(data, content_type, scene.source_type, finish.signer)
-    made = MadeAsset(
-        kind="scene", preset=request.preset.name, data=data, content_type=content_type, ext=_ext_for(content_type),
+    if scene.source_type and signer is not None:
+        data = sign(data, content_type, scene.source_type, signer)
+    return MadeAsset(
+        kind="scene", preset=preset, data=data, content_type=content_type, ext=_ext_for(content_type),
         width=width, height=height, cost_usd=scene.cost_usd, model=scene.model, provider=scene.provider,
-        usage=dict(scene.usage), quality=request.preset.quality, estimate_usd=scene.estimate_usd or call.estimate_usd,
+        usage=dict(scene.usage), quality=quality, estimate_usd=scene.estimate_usd or estimate_usd,
         size=scene.size, source_type=scene.source_type, fidelity=fidelity, hold_reason=hold_reason,
     )
-    return made, _ms_since(started)
 
 
 class _Budget:

@@ -15,6 +15,7 @@ ASSET_LINK_TTL_S = 3600
 OUTCOME_WORDS = {
     "queued": "Waiting for a worker",
     "running": "Working on it",
+    "waiting": "Cutout made; scenes waiting for a batch (half price, within a day)",
     "succeeded": "Done",
     "partial": "Done, with problems",
     "failed": "Failed",

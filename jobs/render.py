@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog_service.http import FetchError, fetch
@@ -15,8 +16,26 @@ from catalog_service.imaging.errors import ImageRejected
 from catalog_service.imaging.thumbnail import SOURCE_THUMB_FORMAT, thumbnail
 from catalog_service.logs import log_context
 from catalog_service.model_status import refusal
-from catalog_service.models import Asset, AssetKind, PushStatus, ReferenceImage, Render, RenderStatus, Shop, utcnow
-from catalog_service.pipeline import MadeAsset, PipelineResult, RenderPlan, cutout_options, make_assets
+from catalog_service.models import (
+    Asset,
+    AssetKind,
+    BatchScene,
+    BatchSceneState,
+    PushStatus,
+    ReferenceImage,
+    Render,
+    RenderStatus,
+    Shop,
+    utcnow,
+)
+from catalog_service.pipeline import (
+    BatchingProvider,
+    MadeAsset,
+    PipelineResult,
+    RenderPlan,
+    cutout_options,
+    make_assets,
+)
 from catalog_service.scenes import presets_for
 from catalog_service.scenes.base import ProductInfo, ProviderError
 from catalog_service.schemas import preset_from_settings, settings_with_defaults
@@ -62,17 +81,19 @@ def render_product(render_id: int) -> None:
 
 
 def retrying(render_id: int) -> bool:
-    """Whether the render waits for another attempt (RQ will run it again) rather than being finished."""
+    """Whether the render waits for another attempt (RQ will run it again). One finished, or waiting for a batch
+    (no worker holds it), lets the backfill feed its next product."""
     with current().db.transaction() as session:
         render = session.get(Render, render_id)
-        return render is not None and not render.status.is_finished
+        return render is not None and render.status in (RenderStatus.QUEUED, RenderStatus.RUNNING)
 
 
 def _run(render_id: int) -> None:
     svc = current()
     with svc.db.transaction() as session:
         render = session.get(Render, render_id)
-        if render is None or render.status.is_finished:
+        # A render waiting for its batch is moved on by jobs/batches.py, not by a job.
+        if render is None or render.status.is_finished or render.status == RenderStatus.WAITING:
             log.info("render=%s nothing to do (%s)", render_id, "missing" if render is None else render.status.value)
             return
         shop = session.get(Shop, render.shop_id)
@@ -87,6 +108,10 @@ def _run(render_id: int) -> None:
         render.source_url = source_url
         thumb_kept = render.source_thumb_key is not None
         inputs = _plan_inputs(session, shop, settings, render)
+        # A backfill's scenes on OpenAI wait for a batch, at half price; webhook and manual renders never wait. A
+        # render whose batch did not make some scenes (BatchScene rows `direct`) makes those with direct calls.
+        batching = (svc.config.openai_batch and render.trigger == "backfill" and not inputs["batch_states"]
+                    and (settings["provider"] or svc.config.scene_provider) == "openai")
     # The session is released here: nothing below holds a database connection while it fetches and renders.
     svc.db.remove()
     log.info("render=%s shop=%s stage=start attempt=%s kept=%s", render_id, shop_id, attempt,
@@ -106,7 +131,8 @@ def _run(render_id: int) -> None:
         result = make_assets(
             source, plan, session=get_session(svc.config.cutout_model, svc.config.model_dir), provider=provider,
             final_attempt=not retries_left(),
-            on_scene=lambda made: _keep_scene(render_id, made, publish_mode),
+            on_scene=lambda made: keep_scene(render_id, made, publish_mode),
+            defer_scenes=batching and isinstance(provider, BatchingProvider),
         )
     except (RenderFailed, ImageRejected) as exc:
         fail_render(render_id, str(exc))
@@ -120,6 +146,10 @@ def _run(render_id: int) -> None:
     # The pipeline leaves out a reference scene when there is no reference photo to place the product into.
     unplaced = [p.name for p in plan.presets
                 if p.style == "reference" and not (plan.preset_references.get(p.name) or plan.references)]
+    if result.deferred and isinstance(provider, BatchingProvider) and _wait_for_batch(
+            render_id, result, provider, publish_mode, shop_id=shop_id):
+        log.info("render=%s shop=%s stage=waiting scenes=%s", render_id, shop_id, len(result.deferred))
+        return
     _save(render_id, result, publish_mode, unplaced=unplaced)
     log.info("render=%s shop=%s stage=done assets=%s errors=%s ms=%s", render_id, shop_id,
              len(result.assets), len(result.errors), result.timings_ms)
@@ -135,6 +165,10 @@ def _plan_inputs(session: Session, shop: Shop, settings: dict[str, Any], render:
     provider_name = settings["provider"] or svc.config.scene_provider
     custom = {p["name"]: preset_from_settings(p, settings["image_ratio"]) for p in settings["presets"]}
     kept = {asset.preset for asset in render.assets if asset.kind == AssetKind.SCENE}
+    # Scenes in (or settled by) a batch are not planned again; those the batch did not make (`direct`) are.
+    batch_states = {row.preset: row.state for row in session.scalars(
+        select(BatchScene).where(BatchScene.render_id == render.id))}
+    kept |= {preset for preset, state in batch_states.items() if state != BatchSceneState.DIRECT}
     wanted = presets_for(options.get("scenes") or settings["scene_presets"], provider=provider_name,
                          brand_color=settings["brand_color"], custom=custom, image_ratio=settings["image_ratio"])
     refs = session.execute(
@@ -150,11 +184,12 @@ def _plan_inputs(session: Session, shop: Shop, settings: dict[str, Any], render:
     # A manual regenerate may name its references; otherwise every reference photo of the shop.
     default_keys = keys_for(options.get("reference_image_ids") or list(keys_by_id))
     # What this month's paid calls cost so far, earlier attempts of this render included.
-    spent = spent_this_month(session, shop.id)
+    spent = spent_this_month(session, shop.id) + reserved_for_batches(session, shop.id)
     return {
         "settings": settings,
         "presets": [preset for preset in wanted if preset.name not in kept],
         "kept": sorted(kept),
+        "batch_states": batch_states,
         "default_keys": default_keys,
         "preset_keys": {p["name"]: keys_for(p["reference_image_ids"]) for p in settings["presets"]
                         if p["reference_image_ids"]},
@@ -226,9 +261,11 @@ def _keep_source_thumbnail(render_id: int, source: bytes) -> None:
             render.source_thumb_key = key
 
 
-def _keep_scene(render_id: int, made: MadeAsset, publish_mode: str) -> None:
+def keep_scene(render_id: int, made: MadeAsset, publish_mode: str,
+               *, also: Callable[[Session], None] | None = None) -> None:
     """A scene the moment it is made: stored, its Asset row and the record of its cost committed at once,
-    so a later failure of another scene loses neither, and a retry finds it and does not pay for it again."""
+    so a later failure of another scene loses neither, and a retry finds it and does not pay for it again.
+    `also` writes, in the same transaction, what else must not outlive or predate it (a batch scene's state)."""
     svc = current()
     key = svc.storage.put(made.data, ext=made.ext)
     with svc.db.transaction() as session:
@@ -237,6 +274,8 @@ def _keep_scene(render_id: int, made: MadeAsset, publish_mode: str) -> None:
             log.info("render=%s deleted while running; scene %s dropped", render_id, made.preset)
             return
         record_usage(session, render.shop_id, render.id, made, quality=made.quality)
+        if also is not None:
+            also(session)
         if render.status == RenderStatus.CANCELLED:
             return  # the product was deleted or the app uninstalled while we worked: the cost counts, the scene not
         _set_asset(session, render, made, key, publish_mode)
@@ -274,17 +313,103 @@ def _save(render_id: int, result: PipelineResult, publish_mode: str, *, unplaced
             return
         for made, key in stored:
             _set_asset(session, render, made, key, publish_mode)
-        render.errors = result.errors
-        render.timings = result.timings_ms
-        summary = "; ".join(f"{e['preset']}: {e['message']}" for e in result.errors)
-        render.status = RenderStatus.PARTIAL if result.errors else RenderStatus.SUCCEEDED
-        render.last_error = summary or None
-        if not render.assets:
-            render.status, render.last_error = RenderStatus.FAILED, nothing_made(summary, unplaced)
-        render.finished_at = utcnow()
+        errors = settle_batch_scenes(session, render) + result.errors
+        render.errors = errors
+        render.timings = {**render.timings, **result.timings_ms}
+        end_render(session, render, errors, unplaced=unplaced)
         push = bool(render.assets) and publishes(session, render, publish_mode)
     if push:
         queue_push(render_id)
+
+
+def end_render(session: Session, render: Render, errors: list[dict[str, str]], *, unplaced: list[str]) -> None:
+    """The render's outcome from its assets and its scenes' errors: succeeded, partial, or failed with the reason
+    when it made no image at all (never "done")."""
+    summary = "; ".join(f"{e['preset']}: {e['message']}" for e in errors)
+    render.status = RenderStatus.PARTIAL if errors else RenderStatus.SUCCEEDED
+    render.last_error = summary or None
+    if not render.assets:
+        render.status, render.last_error = RenderStatus.FAILED, nothing_made(summary, unplaced)
+    render.finished_at = utcnow()
+
+
+def reserved_for_batches(session: Session, shop_id: int) -> float:
+    """What the shop's scenes waiting in batches are estimated to cost (at the batch price): spent already, as far
+    as the budget is concerned, until each is made and recorded."""
+    return float(session.scalar(
+        select(func.coalesce(func.sum(BatchScene.estimate_usd), 0.0))
+        .where(BatchScene.shop_id == shop_id,
+               BatchScene.state.in_([BatchSceneState.PENDING, BatchSceneState.SUBMITTED]))) or 0.0)
+
+
+def settle_batch_scenes(session: Session, render: Render) -> list[dict[str, str]]:
+    """The render's batch scenes at its end: those its direct calls made are done, the others failed (their
+    reasons are in this run's errors); returns the errors of the scenes the batch refused, for the render's."""
+    made = {asset.preset for asset in render.assets if asset.kind == AssetKind.SCENE}
+    errors: list[dict[str, str]] = []
+    for row in session.scalars(select(BatchScene).where(BatchScene.render_id == render.id).order_by(BatchScene.id)):
+        if row.state == BatchSceneState.DIRECT:
+            row.state = BatchSceneState.DONE if row.preset in made else BatchSceneState.FAILED
+        elif row.state == BatchSceneState.FAILED and row.error:
+            errors.append(dict(row.error))
+    return errors
+
+
+def _wait_for_batch(render_id: int, result: PipelineResult, provider: BatchingProvider, publish_mode: str,
+                    *, shop_id: int) -> bool:
+    """The render's cutout and white variant kept, and each deferred scene written as a BatchScene (its edit's
+    images in the asset storage) for jobs/batches.py to send; the render then waits. False when no scene could
+    be prepared (the render ends as usual, with their reasons)."""
+    svc = current()
+    rows: list[BatchScene] = []
+    cutout_key = ""
+    for deferred in result.deferred:
+        request = deferred.request
+        custom_id = f"render-{render_id}-{request.preset.name}"
+        try:
+            edit, context = provider.prepare_batch(request, custom_id)
+        except ProviderError as exc:
+            result.errors.append({"preset": request.preset.name, "reason": exc.reason, "message": str(exc)})
+            continue
+        cutout_key = cutout_key or svc.storage.put(request.cutout_png, ext="png")
+
+        def stored(image: tuple[str, bytes, str]) -> list[str]:
+            name, data, mime = image
+            return [name, svc.storage.put(data, ext=_EXT_OF_MIME[mime]), mime]
+
+        rows.append(BatchScene(
+            shop_id=shop_id, render_id=render_id, preset=request.preset.name, custom_id=custom_id,
+            model=edit.model, estimate_usd=deferred.estimate_usd,
+            edit={"model": edit.model, "prompt": edit.prompt, "images": [stored(image) for image in edit.images],
+                  "mask": stored(edit.mask) if edit.mask is not None else None, "size": edit.size,
+                  "quality": edit.quality, "output_format": edit.output_format,
+                  "output_compression": edit.output_compression, "input_fidelity": edit.input_fidelity,
+                  "background": edit.background, "safety_identifier": edit.safety_identifier},
+            context={"provider": context, "cutout_key": cutout_key, "quality": request.preset.quality,
+                     "text": request.text, "text_mode": request.text_mode, "publish_mode": publish_mode},
+        ))
+    if not rows:
+        return False
+    # Scenes already refused (the budget, an invalid preset) are rows too, settled: a direct run after the batch
+    # does not try them again, and the render's end reports them.
+    rows += [BatchScene(shop_id=shop_id, render_id=render_id, preset=error["preset"], model="",
+                        custom_id=f"render-{render_id}-{error['preset']}", state=BatchSceneState.FAILED, error=error)
+             for error in result.errors]
+    free = [(made, svc.storage.put(made.data, ext=made.ext)) for made in result.assets if made.kind != "scene"]
+    with svc.db.transaction() as session:
+        render = session.get(Render, render_id)
+        if render is None or render.status == RenderStatus.CANCELLED:
+            log.info("render=%s cancelled while running; results dropped", render_id)
+            return True
+        for made, key in free:
+            _set_asset(session, render, made, key, publish_mode)
+        session.add_all(rows)
+        render.status, render.errors, render.timings = RenderStatus.WAITING, result.errors, result.timings_ms
+        render.last_error = None
+    return True
+
+
+_EXT_OF_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 def nothing_made(summary: str, unplaced: list[str]) -> str:

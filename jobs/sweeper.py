@@ -24,6 +24,7 @@ from catalog_service.models import Asset, Backfill, BackfillStatus, PushStatus, 
 from catalog_service.services import Services
 
 from .backfill import feed_all
+from .batches import run_batches
 from .queues import ALL_QUEUES, PUSHES, RENDERS, enqueue_collect, enqueue_push, enqueue_render, enqueue_takedown
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,14 @@ def run_sweeper(svc: Services, *, interval_s: float = 60.0, once: bool = False) 
                 counts = sweep(session, svc.redis, now=dt.datetime.now(dt.UTC),
                                render_timeout_s=svc.config.render_timeout_s,
                                push_timeout_s=svc.config.push_timeout_s)
+            # Backfill scenes in OpenAI batches: submitted, polled, made; their renders ended or made direct.
+            batched = run_batches(svc)
             # Backfills: finished renders counted, the next products queued, a budget pause lifted when it can be.
             fed = feed_all(svc)
             swept = True
-            log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s backfill_renders=%s", counts["renders"],
-                     counts["pushes"], counts["given_up"], counts["takedowns"], fed)
+            log.info("sweep renders=%s pushes=%s given_up=%s takedowns=%s backfill_renders=%s batch_scenes_made=%s",
+                     counts["renders"], counts["pushes"], counts["given_up"], counts["takedowns"], fed,
+                     batched["made"])
         except RedisError as exc:
             log.warning("sweep skipped: Redis does not answer (%s)", exc)
         finally:

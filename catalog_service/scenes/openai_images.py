@@ -63,6 +63,7 @@ from catalog_service.scenes.base import (
     SceneRequest,
     SceneResult,
 )
+from catalog_service.scenes.openai_batch import BatchEdit, OpenAIBatchClient
 from catalog_service.scenes.pricing import Calibration, PriceTable
 from catalog_service.scenes.prompts import (
     MAX_INSTRUCTION_CHARS,
@@ -338,6 +339,7 @@ class OpenAIProvider:
                 ) from exc
         # A client passed in keeps its own max_retries and timeout.
         self._client = client
+        self._batches: OpenAIBatchClient | None = None
 
     def close(self) -> None:
         """Closes the HTTP client if this provider made it."""
@@ -364,42 +366,78 @@ class OpenAIProvider:
             return plan.arguments(canvas, self.output_format), canvas
 
         response, _, canvas = self._edit(plan.model, plan.size, plan.output, build)
-        size = canvas.size
-        answer = self._answer(response)
+        finishing = _Finishing.of(plan, canvas, estimate, self.output_format)
+        return self._finish(finishing, self._answer(response), cutout, batch=False, started=started)
+
+    def prepare_batch(self, request: SceneRequest, custom_id: str) -> tuple[BatchEdit, dict[str, typing.Any]]:
+        """The scene as one edit of an OpenAI batch, and the JSON-ready context `finish` needs for its answer.
+
+        The same plan and placed canvas as `generate`; the estimate is at the batch price. A model whose custom
+        sizes are unconfirmed is asked at the standard size nearest the output's aspect: a batch line refused for
+        its size could only be retried a day later. SceneRefused before anything is sent if the request is invalid.
+        """
+        plan = self._prepare(request, batch=True)
+        estimate = self._plan_estimate(plan, request, batch=True)
+        canvas = _Canvas.build(_decoded_cutout(request.cutout_png), plan.size, plan.output,
+                               masked=plan.lock == "exact")
+        edit = BatchEdit.from_edit_kwargs(custom_id, plan.arguments(canvas, self.output_format))
+        return edit, _Finishing.of(plan, canvas, estimate, self.output_format).as_dict()
+
+    def finish(self, context: typing.Mapping[str, typing.Any], image: bytes, usage_raw: dict[str, typing.Any],
+               *, cutout_png: bytes, batch: bool) -> SceneResult:
+        """The scene from a batch answer: `image` (the decoded bytes OpenAI returned) and its usage (OpenAI's shape),
+        finished exactly as `generate` finishes a direct answer, priced at the batch price when `batch`.
+        ProviderUnavailable when the image cannot be read (a direct call may do better)."""
+        return self._finish(_Finishing.from_dict(context), _decode_answer(image, usage_raw),
+                            _decoded_cutout(cutout_png), batch=batch)
+
+    def batch_client(self) -> OpenAIBatchClient:
+        """An OpenAIBatchClient on this provider's OpenAI client (the same key, address and retries), made once."""
+        if self._batches is None:
+            self._batches = OpenAIBatchClient(client=self._client)
+        return self._batches
+
+    def _finish(self, finishing: _Finishing, answer: _Answer, cutout: Image.Image, *, batch: bool,
+                started: float | None = None) -> SceneResult:
+        """The answer brought to the output size, the product laid back (exact), encoded, marked and priced."""
         image = answer.image
-        if not _same_aspect(image.size, canvas.size):  # not what was asked: centre it on the frame we placed in
-            image = cover(image, canvas.size)
-        scene = _to_output(image, canvas, plan.output)
-        box = canvas.output_box(image.size, plan.output)
-        if plan.lock == "exact":
+        if not _same_aspect(image.size, finishing.size):  # not what was asked: centre it on the frame we placed in
+            image = cover(image, finishing.size)
+        scene = _to_output(image, finishing.size, finishing.region, finishing.output)
+        box = _output_box(finishing.size, finishing.region, finishing.box, image.size, finishing.output)
+        if finishing.lock == "exact":
             scene = recomposite(scene, cutout, box)
             source_type = COMPOSITE_SOURCE
         else:
             source_type = GENERATED_SOURCE
-        data = encode(scene, self.output_format, quality=OUTPUT_QUALITY, source_type=source_type)
-        cost = self._cost(plan.model, answer.usage_raw, estimate)
-        width, height = plan.output
+        fmt = finishing.output_format
+        data = encode(scene, fmt, quality=OUTPUT_QUALITY, source_type=source_type)
+        cost = self._cost(finishing.model, answer.usage_raw, finishing.estimate_usd, batch=batch)
+        width, height = finishing.output
+        size = finishing.size
         log.info(
-            "openai scene preset=%s model=%s lock=%s size=%dx%d out=%dx%d cost_usd=%.4f estimate_usd=%.4f "
-            "tokens_in=%d tokens_out=%d ms=%d", plan.preset, plan.model, plan.lock, *size, width, height, cost,
-            estimate, answer.usage.get("input_text_tokens", 0) + answer.usage.get("input_image_tokens", 0),
-            answer.usage.get("output_tokens", 0), (time.perf_counter() - started) * 1000,
+            "openai scene preset=%s model=%s lock=%s batch=%s size=%dx%d out=%dx%d cost_usd=%.4f estimate_usd=%.4f "
+            "tokens_in=%d tokens_out=%d ms=%d", finishing.preset, finishing.model, finishing.lock, batch, *size,
+            width, height, cost, finishing.estimate_usd,
+            answer.usage.get("input_text_tokens", 0) + answer.usage.get("input_image_tokens", 0),
+            answer.usage.get("output_tokens", 0), (time.perf_counter() - started) * 1000 if started else 0,
         )
         return SceneResult(
-            data=data, content_type=CONTENT_TYPES[self.output_format], width=width, height=height,
-            preset=plan.preset, provider=self.name, model=plan.model, cost_usd=cost, usage=answer.usage,
-            estimate_usd=estimate, size=f"{size[0]}x{size[1]}", placement=box, source_type=source_type, image=scene,
+            data=data, content_type=CONTENT_TYPES[fmt], width=width, height=height, preset=finishing.preset,
+            provider=self.name, model=finishing.model, cost_usd=cost, usage=answer.usage,
+            estimate_usd=finishing.estimate_usd, size=f"{size[0]}x{size[1]}", placement=box, source_type=source_type,
+            image=scene,
         )
 
-    def estimate_cost(self, request: SceneRequest) -> float:
-        """A conservative USD estimate of `generate(request)`, made before any call (for budgets)."""
-        return self._plan_estimate(self._prepare(request), request)
+    def estimate_cost(self, request: SceneRequest, *, batch: bool = False) -> float:
+        """A conservative USD estimate of `generate(request)` (`batch`: of its batch edit), made before any call."""
+        return self._plan_estimate(self._prepare(request, batch=batch), request, batch=batch)
 
-    def _plan_estimate(self, plan: _Plan, request: SceneRequest) -> float:
+    def _plan_estimate(self, plan: _Plan, request: SceneRequest, *, batch: bool = False) -> float:
         """The estimate of a planned scene: the placed canvas is the first input image, at the size asked; the
         figures recorded for this model, quality and size calibrate it when there are enough."""
         return self._estimate(plan.model, plan.quality, plan.size, len(plan.references) + 1, len(plan.prompt),
-                              input_sizes=(plan.size,), calibration=request.calibration)
+                              input_sizes=(plan.size,), calibration=request.calibration, batch=batch)
 
     def refine(
         self,
@@ -497,8 +535,9 @@ class OpenAIProvider:
 
     # internals
 
-    def _prepare(self, request: SceneRequest) -> _Plan:
-        """The validated plan for a scene request; SceneRefused before any call if invalid."""
+    def _prepare(self, request: SceneRequest, *, batch: bool = False) -> _Plan:
+        """The validated plan for a scene request (`batch`: for a batch edit); SceneRefused before any call if
+        invalid."""
         model = request.model or self.model
         caps = _caps(model)
         preset = request.preset
@@ -535,22 +574,26 @@ class OpenAIProvider:
         prompt = build_prompt(request.product, preset, text=text, references=len(references))
         prompt += "\n" + (_EXACT_PLACEMENT if preset.product_lock == "exact" else _MODEL_PLACEMENT)
         output = (preset.width, preset.height)
-        size = request_size(model, *output, custom=model not in self._standard_only)
+        # A batch cannot fall back when a custom size is refused: only confirmed custom sizes go in one.
+        custom = model not in self._standard_only and (not batch or caps.custom_sizes == "yes")
+        size = request_size(model, *output, custom=custom)
         return _Plan(model=model, preset=preset.name, lock=preset.product_lock, quality=preset.quality,
                      output=output, size=size, prompt=prompt, references=tuple(images), shop_key=request.shop_key)
 
     def _estimate(self, model: str, quality: str, size: str | Size, n_input_images: int, prompt_chars: int,
-                  *, input_sizes: tuple[Size, ...] = (), calibration: Calibration | None = None) -> float:
+                  *, input_sizes: tuple[Size, ...] = (), calibration: Calibration | None = None,
+                  batch: bool = False) -> float:
         try:
             return self.prices.estimate(model, quality, size, n_input_images=n_input_images,
                                         prompt_chars=prompt_chars, input_fidelity=None, input_sizes=input_sizes,
-                                        calibration=calibration)
+                                        calibration=calibration, batch=batch)
         except ValueError as exc:
             raise _invalid(f"The cost of this scene cannot be estimated, so it is not made: {exc}.") from None
 
-    def _cost(self, model: str, usage_raw: dict[str, typing.Any], estimate: float | Callable[[], float]) -> float:
+    def _cost(self, model: str, usage_raw: dict[str, typing.Any], estimate: float | Callable[[], float],
+              *, batch: bool = False) -> float:
         if usage_raw:
-            return self.prices.cost(model, usage_raw)
+            return self.prices.cost(model, usage_raw, batch=batch)
         # Without usage we cannot measure the call; its conservative estimate is the next best record.
         return estimate() if callable(estimate) else estimate
 
@@ -568,19 +611,11 @@ class OpenAIProvider:
                                       reason="bad_response")
         try:
             raw = base64.b64decode(encoded, validate=True)
-            with Image.open(io.BytesIO(raw), formats=tuple(_FORMAT_KEYS)) as decoded:
-                decoded.load()
-                fmt = _FORMAT_KEYS[decoded.format or ""]
-                image = decoded.convert("RGB")
-        except (binascii.Error, ValueError, OSError, KeyError, Image.DecompressionBombError, SyntaxError) as exc:
-            raise ProviderUnavailable(
-                f"OpenAI answered with data that is not a readable image ({type(exc).__name__}); "
-                "the scene will be tried again.",
-                reason="bad_response",
-            ) from None
+        except (binascii.Error, ValueError):
+            raise ProviderUnavailable("OpenAI answered with data that is not a readable image (not base64); the "
+                                      "scene will be tried again.", reason="bad_response") from None
         usage_model = response.usage
-        usage_raw = usage_model.model_dump() if usage_model is not None else {}
-        return _Answer(raw=raw, format=fmt, image=image, usage_raw=usage_raw, usage=_flat_usage(usage_raw))
+        return _decode_answer(raw, usage_model.model_dump() if usage_model is not None else {})
 
     def _mapped_errors(self, model: str) -> _ErrorMap:
         return _ErrorMap(self._secret(), model)
@@ -662,17 +697,58 @@ class _Canvas:
             raise _invalid(f"The mask for this scene is {len(mask) / 1e6:.1f} MB; OpenAI takes masks under 4 MB.")
         return cls(size=size, region=region, box=box, image_png=encode(placed, "png", png_level=1), mask_png=mask)
 
-    def output_box(self, answer: Size, output: Size) -> Box:
-        """Where the product stands in the output, from its box on the canvas (the answer may differ in size)."""
-        sx, sy = answer[0] / self.size[0], answer[1] / self.size[1]
-        region = _scaled(self.region, sx, sy)
-        ox, oy = output[0] / (region[2] - region[0]), output[1] / (region[3] - region[1])
-        left, top, right, bottom = _scaled(self.box, sx, sy)
-        box = (round((left - region[0]) * ox), round((top - region[1]) * oy),
-               round((right - region[0]) * ox), round((bottom - region[1]) * oy))
-        width, height = output
-        return (min(max(box[0], 0), width - 1), min(max(box[1], 0), height - 1),
-                min(max(box[2], box[0] + 1), width), min(max(box[3], box[1] + 1), height))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finishing:
+    """What turns an answer into the scene: the frame the product was placed in, the output, the estimate. JSON
+    round-trips it (`as_dict`, `from_dict`), so a batch answer read a day later is finished like a direct one."""
+
+    model: str
+    preset: str
+    lock: str
+    output: Size
+    size: Size  # asked of the model
+    region: Box  # the part of the request frame that becomes the output
+    box: Box  # where the trimmed product stands, in request coordinates
+    estimate_usd: float
+    output_format: str
+
+    @classmethod
+    def of(cls, plan: _Plan, canvas: _Canvas, estimate_usd: float, output_format: str) -> _Finishing:
+        return cls(model=plan.model, preset=plan.preset, lock=plan.lock, output=plan.output, size=canvas.size,
+                   region=canvas.region, box=canvas.box, estimate_usd=estimate_usd, output_format=output_format)
+
+    def as_dict(self) -> dict[str, typing.Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: typing.Mapping[str, typing.Any]) -> _Finishing:
+        def pair(value: typing.Any) -> Size:
+            first, second = value
+            return int(first), int(second)
+
+        def box(value: typing.Any) -> Box:
+            left, top, right, bottom = value
+            return int(left), int(top), int(right), int(bottom)
+
+        return cls(model=str(data["model"]), preset=str(data["preset"]), lock=str(data["lock"]),
+                   output=pair(data["output"]), size=pair(data["size"]), region=box(data["region"]),
+                   box=box(data["box"]), estimate_usd=float(data["estimate_usd"]),
+                   output_format=str(data["output_format"]))
+
+
+def _output_box(size: Size, region: Box, placed: Box, answer: Size, output: Size) -> Box:
+    """Where the product stands in the output, from its box on the canvas of `size` (the answer may differ)."""
+    sx, sy = answer[0] / size[0], answer[1] / size[1]
+    frame = _scaled(region, sx, sy)
+    ox, oy = output[0] / (frame[2] - frame[0]), output[1] / (frame[3] - frame[1])
+    left, top, right, bottom = _scaled(placed, sx, sy)
+    box = (round((left - frame[0]) * ox), round((top - frame[1]) * oy),
+           round((right - frame[0]) * ox), round((bottom - frame[1]) * oy))
+    width, height = output
+    return (min(max(box[0], 0), width - 1), min(max(box[1], 0), height - 1),
+            min(max(box[2], box[0] + 1), width), min(max(box[3], box[1] + 1), height))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -684,13 +760,30 @@ class _Answer:
     usage: dict[str, int]
 
 
+def _decode_answer(raw: bytes, usage_raw: dict[str, typing.Any]) -> _Answer:
+    """The image OpenAI returned, decoded (RGB), with its usage; ProviderUnavailable if it cannot be read."""
+    try:
+        with Image.open(io.BytesIO(raw), formats=tuple(_FORMAT_KEYS)) as decoded:
+            decoded.load()
+            fmt = _FORMAT_KEYS[decoded.format or ""]
+            image = decoded.convert("RGB")
+    except (ValueError, OSError, KeyError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ProviderUnavailable(
+            f"OpenAI answered with data that is not a readable image ({type(exc).__name__}); "
+            "the scene will be tried again.",
+            reason="bad_response",
+        ) from None
+    return _Answer(raw=raw, format=fmt, image=image, usage_raw=usage_raw, usage=_flat_usage(usage_raw))
+
+
 def _scaled(box: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
     return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
 
 
-def _to_output(answer: Image.Image, canvas: _Canvas, output: Size) -> Image.Image:
-    """The answer's output region resized to exactly `output` (the same aspect: nothing stretched)."""
-    region = _scaled(canvas.region, answer.size[0] / canvas.size[0], answer.size[1] / canvas.size[1])
+def _to_output(answer: Image.Image, size: Size, region_asked: Box, output: Size) -> Image.Image:
+    """The answer's output region resized to exactly `output` (the same aspect: nothing stretched); `size` and
+    `region_asked` are the request frame and its output region."""
+    region = _scaled(region_asked, answer.size[0] / size[0], answer.size[1] / size[1])
     if answer.size == output and region == (0, 0, *output):
         return answer
     # Bicubic: the answer is within a few tenths of the output's scale, where it looks as good as Lanczos and

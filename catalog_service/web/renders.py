@@ -27,7 +27,8 @@ PRODUCT_CHOICES = 20
 FILTERS: dict[str, tuple[str, Any]] = {
     "held": ("Waiting for your review", Render.assets.any(Asset.push_status == PushStatus.HELD)),
     "push_failed": ("Could not send to your shop", Render.assets.any(Asset.push_status == PushStatus.FAILED)),
-    "running": ("Waiting or working", Render.status.in_([RenderStatus.QUEUED, RenderStatus.RUNNING])),
+    "running": ("Waiting or working", Render.status.in_([RenderStatus.QUEUED, RenderStatus.RUNNING,
+                                                            RenderStatus.WAITING])),
     "succeeded": ("Done", Render.status == RenderStatus.SUCCEEDED),
     "partial": ("Done, with problems", Render.status == RenderStatus.PARTIAL),
     "failed": ("Failed", Render.status == RenderStatus.FAILED),

@@ -418,6 +418,19 @@ def _post_multipart(url: str, fields: Mapping[str, Any], images: list[tuple[str,
         connection.close()
 
 
+def _forward(url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    """POSTs a direct call's body as it came to the inner images fake; (status, its JSON body)."""
+    split = urlsplit(url)
+    connection = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port, timeout=60)
+    try:
+        connection.request("POST", split.path, body=body, headers={
+            "Content-Type": content_type, "Authorization": "Bearer sk-fake-batch"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 _BATCH_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
     "batch_cancelled": "This request was not executed because the batch was cancelled.",
@@ -513,6 +526,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"id": stored.id, "object": "file", "deleted": True})
             else:
                 raise _ApiError(404, f"Invalid URL ({method} {path})")
+            return
+        if method == "POST" and path == "/v1/images/edits":
+            # Direct calls share the base URL, as at OpenAI: the inner images fake answers them (and records them).
+            status, answer = _forward(fake.images.url + path, body, self.headers.get("content-type", ""))
+            self._raw_json(status, answer)
             return
         if parts[:2] == ["v1", "batches"]:
             if method == "POST" and len(parts) == 2:
@@ -626,6 +644,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         self._send(status, json.dumps(body).encode("utf-8"), "application/json")
+
+    def _raw_json(self, status: int, data: bytes) -> None:
+        self._send(status, data, "application/json")
 
     def _raw(self, status: int, data: bytes) -> None:
         self._send(status, data, "application/octet-stream")

@@ -265,6 +265,8 @@ def test_the_monthly_budget_pauses_the_backfill_and_raising_it_resumes(
         app, client, redis, shopify, image_server, model_session, fake_openai) -> None:
     """GPT Image scenes: the budget covers some products; the backfill pauses saying so, every product it did has its
     scene, and after the merchant raises the budget the next feed finishes it."""
+    # Direct calls, so the scenes come within the run (tests/jobs/test_batches.py covers the Batch API's budget).
+    app.extensions["catalog"].config.openai_batch = False
     shop_id, key = shopify_shop(app, shopify, provider="openai", scene_presets=["kitchen-counter"],
                                 cutout={"enabled": True, "white": False})
     numbers = shopify_catalog(shopify, image_server, 5)
