@@ -52,6 +52,7 @@ import openai
 from PIL import Image
 
 from catalog_service.scenes.base import ProviderError, ProviderUnavailable, SceneRefused
+from catalog_service.scenes.pricing import flat_usage
 
 log = logging.getLogger(__name__)
 
@@ -502,11 +503,11 @@ class OpenAIBatchClient:
         except (binascii.Error, ValueError, OSError, KeyError, SyntaxError, Image.DecompressionBombError):
             return BatchResult(
                 custom_id=custom_id, status_code=status, request_id=request_id, raw_usage=raw_usage,
-                usage=_flat_usage(raw_usage),
+                usage=flat_usage(raw_usage),
                 error=ProviderUnavailable(f"OpenAI's batch answer for {custom_id} held no readable image; make it "
                                           "with a direct call.", reason="bad_response"))
         return BatchResult(custom_id=custom_id, data=raw, content_type=content_type, width=width, height=height,
-                           usage=_flat_usage(raw_usage), raw_usage=raw_usage, status_code=status,
+                           usage=flat_usage(raw_usage), raw_usage=raw_usage, status_code=status,
                            request_id=request_id)
 
     def _line_error(self, custom_id: str, status: int, body: Mapping[str, typing.Any],
@@ -698,19 +699,6 @@ def _dict(value: object) -> dict[str, typing.Any]:
 
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:64] or "batch"
-
-
-def _flat_usage(usage: Mapping[str, typing.Any]) -> dict[str, int]:
-    """OpenAI's usage in the flat shape SceneResult keeps (and PriceTable.cost reads)."""
-    if not usage:
-        return {}
-    details = usage.get("input_tokens_details") or {}
-    return {
-        "input_text_tokens": int(details.get("text_tokens") or 0),
-        "input_image_tokens": int(details.get("image_tokens") or 0),
-        "output_tokens": int(usage.get("output_tokens") or 0),
-        "total_tokens": int(usage.get("total_tokens") or 0),
-    }
 
 
 def data_url_fits(image: ImageFile) -> bool:

@@ -64,7 +64,7 @@ from catalog_service.scenes.base import (
     SceneResult,
 )
 from catalog_service.scenes.openai_batch import BatchEdit, OpenAIBatchClient
-from catalog_service.scenes.pricing import Calibration, PriceTable
+from catalog_service.scenes.pricing import Calibration, PriceTable, flat_usage
 from catalog_service.scenes.prompts import (
     MAX_INSTRUCTION_CHARS,
     MAX_TEXT_CHARS,
@@ -773,7 +773,7 @@ def _decode_answer(raw: bytes, usage_raw: dict[str, typing.Any]) -> _Answer:
             "the scene will be tried again.",
             reason="bad_response",
         ) from None
-    return _Answer(raw=raw, format=fmt, image=image, usage_raw=usage_raw, usage=_flat_usage(usage_raw))
+    return _Answer(raw=raw, format=fmt, image=image, usage_raw=usage_raw, usage=flat_usage(usage_raw))
 
 
 def _scaled(box: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
@@ -946,18 +946,6 @@ def _check_mask(mask: bytes, image_size: tuple[int, int]) -> None:
                        "they must be the same size.")
     if lowest_alpha != 0:
         raise _invalid("The mask has no fully transparent area, so nothing would change: mark the area to edit.")
-
-
-def _flat_usage(usage: dict[str, typing.Any]) -> dict[str, int]:
-    if not usage:
-        return {}
-    details = usage.get("input_tokens_details") or {}
-    return {
-        "input_text_tokens": int(details.get("text_tokens") or 0),
-        "input_image_tokens": int(details.get("image_tokens") or 0),
-        "output_tokens": int(usage.get("output_tokens") or 0),
-        "total_tokens": int(usage.get("total_tokens") or 0),
-    }
 
 
 def _invalid(message: str) -> SceneRefused:

@@ -366,6 +366,19 @@ class PriceTable:
         return self._prices[found] if found is not None else None
 
 
+def flat_usage(usage: Mapping[str, Any]) -> dict[str, int]:
+    """OpenAI's `usage` in the flat shape SceneResult keeps and usage records store ({} when there is none)."""
+    if not usage:
+        return {}
+    details = usage.get("input_tokens_details") or {}
+    return {
+        "input_text_tokens": int(details.get("text_tokens") or 0),
+        "input_image_tokens": int(details.get("image_tokens") or 0),
+        "output_tokens": int(usage.get("output_tokens") or 0),
+        "total_tokens": int(usage.get("total_tokens") or 0),
+    }
+
+
 def usage_tokens(usage: Mapping[str, Any]) -> Tokens:
     """The tokens a call's `usage` reports (OpenAI's shape or SceneResult's flattened one); ValueError if malformed."""
     details = usage.get("input_tokens_details")
