@@ -52,6 +52,7 @@ import openai
 from PIL import Image
 
 from catalog_service.scenes.base import ProviderError, ProviderUnavailable, SceneRefused
+from catalog_service.scenes.openai_errors import OpenAIErrors, clean, is_moderation
 from catalog_service.scenes.pricing import flat_usage
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,6 @@ _FILE_ID_ROOM = 64
 """Characters reserved for a file id when sizing a line before its images are uploaded (OpenAI's are shorter)."""
 RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "request_timeout"})
 """Line error codes after which the same edit may well succeed as a direct call."""
-MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-_MODERATION_WORDS = re.compile(r"safety system|content policy|moderation", re.IGNORECASE)
-_KEY_LIKE = re.compile(r"\b(sk|sess|rk)-[A-Za-z0-9_\-*.]{3,}")
 _IMAGE_MIMES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
 ImageFile = tuple[str, bytes, str]
@@ -515,7 +513,7 @@ class OpenAIBatchClient:
         if isinstance(error, dict) and error:
             code = str(error.get("code") or "batch_error")
             said = self._clean(error.get("message"))
-            if code in MODERATION_CODES:
+            if is_moderation(code, ""):
                 return SceneRefused(f"OpenAI refused {custom_id} under its content policy: {said}",
                                     reason="content_policy")
             return ProviderUnavailable(f"OpenAI did not make {custom_id} in the batch ({code}): {said} Make it with "
@@ -531,7 +529,7 @@ class OpenAIBatchClient:
                                        "with a direct call.", reason="rate_limited" if status == 429 else "upstream")
         if status in (401, 403):
             return SceneRefused(f"OpenAI refused the API key for {custom_id} (HTTP {status}): {said}", reason="auth")
-        if code in MODERATION_CODES or _MODERATION_WORDS.search(said):
+        if is_moderation(code, said):
             return SceneRefused(f"OpenAI refused {custom_id} under its content policy: {said}",
                                 reason="content_policy")
         return SceneRefused(f"OpenAI refused {custom_id} as invalid (HTTP {status or 'without a status'}): {said}",
@@ -595,65 +593,14 @@ class OpenAIBatchClient:
             expires_at=batch.expires_at, metadata=dict(batch.metadata or {}),
         )
 
-    def _mapped(self, doing: str) -> _ErrorMap:
-        return _ErrorMap(doing, self._clean)
+    def _mapped(self, doing: str) -> OpenAIErrors:
+        key = getattr(self._client, "api_key", "")
+        return OpenAIErrors(key if isinstance(key, str) else "", doing=doing)
 
     def _clean(self, message: object) -> str:
-        """OpenAI's message with anything key-like removed, ending in a full stop."""
-        text = message.strip() if isinstance(message, str) and message.strip() else "no details given."
+        """OpenAI's message with the key and anything key-like removed, ending in a full stop."""
         key = getattr(self._client, "api_key", "")
-        if isinstance(key, str) and key:
-            text = text.replace(key, "[redacted]")
-        text = _KEY_LIKE.sub("[redacted]", text)
-        return text if text.endswith((".", "!", "?")) else text + "."
-
-
-class _ErrorMap:
-    """Maps the openai library's errors (after its retries) to ours, once, without ever echoing the API key."""
-
-    def __init__(self, doing: str, clean: typing.Callable[[object], str]) -> None:
-        self._doing, self._clean = doing, clean  # `clean` removes the key and anything key-like
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None or not isinstance(exc, openai.OpenAIError):
-            return None
-        raise self._map(exc) from None  # the library's text can quote the key: no chained traceback
-
-    def _map(self, exc: openai.OpenAIError) -> ProviderError:
-        doing = self._doing
-        body = getattr(exc, "body", None)
-        said = self._clean(body.get("message") if isinstance(body, dict) else None)
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderUnavailable(f"OpenAI did not answer in time, even after retries, when asked to {doing}; "
-                                       "it will be tried again later.", reason="timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderUnavailable(f"Could not connect to OpenAI to {doing}, even after retries; it will be "
-                                       "tried again later.", reason="connection")
-        if isinstance(exc, openai.RateLimitError):
-            if getattr(exc, "code", None) == "insufficient_quota":
-                return SceneRefused(f"The OpenAI account has run out of credit: {said} Add credit or raise the limit "
-                                    "in the OpenAI dashboard.", reason="quota")
-            return ProviderUnavailable(f"OpenAI is rate-limiting this account (asked to {doing}): {said} It will be "
-                                       "tried again later.", reason="rate_limited")
-        if isinstance(exc, openai.AuthenticationError):
-            return SceneRefused("The OpenAI API key was refused (HTTP 401): check OPENAI_API_KEY on the server.",
-                                reason="auth")
-        if isinstance(exc, openai.PermissionDeniedError):
-            return SceneRefused(f"The OpenAI API key may not {doing} (HTTP 403): {said}", reason="auth")
-        if isinstance(exc, openai.NotFoundError):
-            return SceneRefused(f"OpenAI has nothing to {doing} with (HTTP 404): {said} It was deleted, has "
-                                "expired, or belongs to another API key.", reason="not_found")
-        if isinstance(exc, openai.APIStatusError):
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                return ProviderUnavailable(f"OpenAI failed with HTTP {exc.status_code} when asked to {doing}, even "
-                                           f"after retries: {said} It will be tried again later.", reason="upstream")
-            return SceneRefused(f"OpenAI refused to {doing} (HTTP {exc.status_code}): {said}",
-                                reason="invalid_request")
-        return ProviderUnavailable(f"OpenAI's answer could not be read when asked to {doing} "
-                                   f"({type(exc).__name__}); it will be tried again later.", reason="bad_response")
+        return clean(message, key if isinstance(key, str) else "")
 
 
 def _check_edit(edit: BatchEdit) -> None:

@@ -64,6 +64,7 @@ from catalog_service.scenes.base import (
     SceneResult,
 )
 from catalog_service.scenes.openai_batch import BatchEdit, OpenAIBatchClient
+from catalog_service.scenes.openai_errors import OpenAIErrors
 from catalog_service.scenes.pricing import Calibration, PriceTable, flat_usage
 from catalog_service.scenes.prompts import (
     MAX_INSTRUCTION_CHARS,
@@ -174,10 +175,6 @@ def retired_message(model: str) -> str:
             f"(or {other}) in the settings.")
 
 
-# Error codes and words with which OpenAI says its safety system refused the request.
-MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-_MODERATION_WORDS = re.compile(r"safety system|content policy|moderation", re.IGNORECASE)
-_KEY_LIKE = re.compile(r"\b(sk|sess|rk)-[A-Za-z0-9_\-*.]{3,}")
 
 _SNIFFED = (
     (b"\x89PNG\r\n\x1a\n", "png", "image/png"),
@@ -617,8 +614,14 @@ class OpenAIProvider:
         usage_model = response.usage
         return _decode_answer(raw, usage_model.model_dump() if usage_model is not None else {})
 
-    def _mapped_errors(self, model: str) -> _ErrorMap:
-        return _ErrorMap(self._secret(), model)
+    def _mapped_errors(self, model: str) -> OpenAIErrors:
+        def model_not_found(said: str) -> str:
+            # A model shut down (or not open to this account) since the settings were saved.
+            hint = retired_message(model) if model in RETIRED else (
+                f"Choose another model in the settings ({', '.join(m for m in MODELS if m != model)}).")
+            return f"OpenAI does not offer {model or 'this model'} to this account: {said} {hint}"
+
+        return OpenAIErrors(self._secret(), doing="make this scene", model_not_found=model_not_found)
 
     def _secret(self) -> str:
         key = getattr(self._client, "api_key", "")
@@ -825,76 +828,6 @@ def _size_refused(exc: openai.BadRequestError) -> bool:
     body = getattr(exc, "body", None)
     message = body.get("message") if isinstance(body, dict) else None
     return isinstance(message, str) and bool(re.search(r"\bsize\b", message, re.IGNORECASE))
-
-
-class _ErrorMap:
-    """Maps the openai library's errors (after its retries) to ours, once, without ever echoing the API key."""
-
-    def __init__(self, secret: str, model: str = "") -> None:
-        self._secret = secret
-        self._model = model
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None or not isinstance(exc, openai.OpenAIError):
-            return None
-        # `from None`: the library's own exception text can quote the key ("Incorrect API key provided: ..."),
-        # and a chained traceback would carry it into the job's logs.
-        raise self._map(exc) from None
-
-    def _map(self, exc: openai.OpenAIError) -> Exception:
-        said = self._said(exc)
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderUnavailable("OpenAI did not answer in time, even after retries; the scene will be tried "
-                                       "again later.", reason="timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderUnavailable("Could not connect to OpenAI, even after retries; the scene will be tried "
-                                       "again later.", reason="connection")
-        if isinstance(exc, openai.RateLimitError):
-            if getattr(exc, "code", None) == "insufficient_quota":
-                return SceneRefused(f"The OpenAI account has run out of credit: {said} Add credit or raise the "
-                                    "limit in the OpenAI dashboard, then regenerate.", reason="quota")
-            return ProviderUnavailable(f"OpenAI is rate-limiting this account and still was after retries: {said} "
-                                       "The scene will be tried again later.", reason="rate_limited")
-        if isinstance(exc, openai.AuthenticationError):
-            return SceneRefused("The OpenAI API key was refused (HTTP 401): check OPENAI_API_KEY on the server.",
-                                reason="auth")
-        if isinstance(exc, openai.PermissionDeniedError):
-            return SceneRefused(f"The OpenAI API key was refused for this request (HTTP 403): {said}", reason="auth")
-        if isinstance(exc, openai.BadRequestError) and self._is_moderation(exc, said):
-            return SceneRefused(f"OpenAI refused this scene under its content policy: {said}",
-                                reason="content_policy")
-        if isinstance(exc, openai.NotFoundError) and getattr(exc, "code", None) == "model_not_found":
-            # A model shut down (or not open to this account) since the settings were saved.
-            hint = retired_message(self._model) if self._model in RETIRED else (
-                f"Choose another model in the settings ({', '.join(m for m in MODELS if m != self._model)}).")
-            return SceneRefused(f"OpenAI does not offer {self._model or 'this model'} to this account: {said} {hint}",
-                                reason="invalid_request")
-        if isinstance(exc, openai.APIStatusError):
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                return ProviderUnavailable(f"OpenAI failed with HTTP {exc.status_code} even after retries: {said} "
-                                           "The scene will be tried again later.", reason="upstream")
-            return SceneRefused(f"OpenAI refused the request as invalid (HTTP {exc.status_code}): {said}",
-                                reason="invalid_request")
-        return ProviderUnavailable(f"OpenAI's answer could not be read ({type(exc).__name__}); the scene will be "
-                                   "tried again later.", reason="bad_response")
-
-    @staticmethod
-    def _is_moderation(exc: openai.BadRequestError, said: str) -> bool:
-        return getattr(exc, "code", None) in MODERATION_CODES or bool(_MODERATION_WORDS.search(said))
-
-    def _said(self, exc: openai.OpenAIError) -> str:
-        """OpenAI's own message for the error, with anything key-like removed."""
-        body = getattr(exc, "body", None)
-        message = body.get("message") if isinstance(body, dict) else None
-        if not isinstance(message, str) or not message.strip():
-            message = "no details given."
-        if self._secret:
-            message = message.replace(self._secret, "[redacted]")
-        message = _KEY_LIKE.sub("[redacted]", message.strip())
-        return message if message.endswith((".", "!", "?")) else message + "."
 
 
 def _caps(model: str) -> ModelCaps:
