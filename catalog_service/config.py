@@ -66,7 +66,6 @@ _ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "web_fetch_timeout_s": ("CATALOG_WEB_FETCH_TIMEOUT_S", parse_float,
                             "longest a web request spends downloading a reference image URL, in seconds (1-20)"),
     "cutout_max_side": ("CATALOG_CUTOUT_MAX_SIDE", parse_int, "longest side of a cutout, in pixels"),
-    "scene_size": ("CATALOG_SCENE_SIZE", str, "size of offline scenes, WIDTHxHEIGHT"),
     "render_timeout_s": ("CATALOG_RENDER_TIMEOUT_S", parse_int, "RQ timeout of one render job"),
     "push_timeout_s": ("CATALOG_PUSH_TIMEOUT_S", parse_int, "RQ timeout of one push job"),
     "worker_max_jobs": ("CATALOG_WORKER_MAX_JOBS", parse_int,
@@ -125,7 +124,6 @@ class Config:
     # The web worker is killed at 30 s (cli.py serve): a download inside a request must end well before.
     web_fetch_timeout_s: float = 10.0
     cutout_max_side: int = 2048
-    scene_size: str = "1536x1024"
     # A render may wait on several GPT Image calls, each retried with backoff: give it room.
     render_timeout_s: int = 1800
     push_timeout_s: int = 300
@@ -213,7 +211,6 @@ class Config:
             raise ConfigError("CATALOG_STORAGE_URL must start with file:// or s3://")
         if self.max_pixels < 1 or self.max_source_bytes < 1 or self.max_body_bytes < 1 or self.cutout_max_side < 16:
             raise ConfigError("size limits must be positive (cutout_max_side at least 16)")
-        self.scene_dimensions()  # raises on a malformed size
         if self.log_format not in ("json", "text"):
             raise ConfigError("CATALOG_LOG_FORMAT must be json or text")
         if not 1 <= self.scene_concurrency <= 16:
@@ -242,15 +239,6 @@ class Config:
             prices.price(self.openai_model)
         except ValueError as exc:
             raise ConfigError(f"CATALOG_OPENAI_PRICES / CATALOG_OPENAI_MODEL: {exc}") from None
-
-    def scene_dimensions(self) -> tuple[int, int]:
-        try:
-            width, height = (int(part) for part in self.scene_size.lower().split("x"))
-        except ValueError:
-            raise ConfigError(f"CATALOG_SCENE_SIZE must look like 1536x1024, not {self.scene_size!r}") from None
-        if not (64 <= width <= 4096 and 64 <= height <= 4096):
-            raise ConfigError("CATALOG_SCENE_SIZE sides must be between 64 and 4096")
-        return width, height
 
     def ensure_secret_key(self) -> str:
         """The configured secret, or one generated once into var_dir and reused after."""

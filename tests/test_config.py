@@ -36,7 +36,6 @@ def test_environment_is_parsed_with_types() -> None:
         ({"CATALOG_MAX_PIXELS": "lots"}, "CATALOG_MAX_PIXELS"),
         ({"CATALOG_SCENE_PROVIDER": "dall-e"}, "CATALOG_SCENE_PROVIDER"),
         ({"CATALOG_STORAGE_URL": "ftp://x"}, "CATALOG_STORAGE_URL"),
-        ({"CATALOG_SCENE_SIZE": "big"}, "CATALOG_SCENE_SIZE"),
         ({"CATALOG_OPENAI_MODEL": "dall-e-9"}, "CATALOG_OPENAI_MODEL"),
         ({"CATALOG_OPENAI_PRICES": "{not json"}, "CATALOG_OPENAI_PRICES"),
     ],
