@@ -294,6 +294,10 @@ def _check_budget(fmt: str, im: Image.Image, max_side: int | None, budget: int) 
     )
 
 
+ICC_TRANSFORM_BYTES = 4_000_000
+"""Memory a profile-tagged decode takes for its colour transform, beside the pixels."""
+
+
 def _peak_bytes(fmt: str, im: Image.Image, max_side: int | None) -> int:
     """Bytes load_image holds at its peak for this opened, not yet decoded image (a bound, not a measurement).
 
@@ -317,7 +321,9 @@ def _peak_bytes(fmt: str, im: Image.Image, max_side: int | None) -> int:
         resampling = 4 * (pixels // 4 + max(out_w * height, width * out_h) + out_w * out_h)
     elif fmt == "webp" and not converted:
         per_pixel += 4  # the copy that lets the WebP decoder go
-    return pixels * per_pixel + resampling
+    # LittleCMS builds the colour transform's tables (imaging/color.py): a few MB, whatever the image's size.
+    transform = ICC_TRANSFORM_BYTES if im.info.get("icc_profile") else 0
+    return pixels * per_pixel + resampling + transform
 
 
 def _normalise_mode(im: Image.Image) -> Image.Image:

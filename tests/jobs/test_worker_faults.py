@@ -133,6 +133,9 @@ def test_a_killed_workers_scheduler_lets_go_of_its_locks_and_the_next_worker_sch
         with worker_process(worker_env, log_path) as first:
             assert wait_until(lambda: redis.exists(LOCK) == 1, 60, first), log_path.read_text()
             holder = redis.get(LOCK).decode()
+            # RQ takes the lock before the forked scheduler has written its own record (with its pid): wait for it.
+            assert wait_until(lambda: redis.hget(f"rq:scheduler:{holder}", "pid") is not None, 30, first), \
+                log_path.read_text()
             scheduler_pid = int(redis.hget(f"rq:scheduler:{holder}", "pid"))
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
