@@ -74,10 +74,6 @@ class ProductsSchema(StorableSchema):
     products = _products_field()
 
 
-def backfill_url(backfill: Backfill) -> str:
-    return url_for("api.get_backfill", shop_id=backfill.shop_id, backfill_id=backfill.id, _external=True)
-
-
 @bp.post("/shops/<int:shop_id>/backfills")
 @require_api_key
 def create_backfill(shop_id: int) -> ResponseReturnValue:

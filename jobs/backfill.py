@@ -189,17 +189,3 @@ def progress_of(backfill_id: int) -> dict[str, Any]:
         backfill = session.get(Backfill, backfill_id)
         assert backfill is not None
         return backfills.progress(session, backfill)
-
-
-def wait_until_finished(backfill_id: int, *, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any]:
-    """The backfill's progress once it is no longer collecting or running (for the CLI and tests)."""
-    svc = current()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with svc.db.transaction() as session:
-            backfill = session.get(Backfill, backfill_id)
-            assert backfill is not None
-            shown = backfills.progress(session, backfill)
-        if shown["status"] not in ("collecting", "running") or time.monotonic() > deadline:
-            return shown
-        time.sleep(poll_s)
